@@ -1,0 +1,166 @@
+package membership
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden scripts' expected output")
+
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// TestScripts runs the scenarios in testdata/*.txt. Each line before "----" is
+// an event: "hb NODE AT [INTERVAL]", "leave NODE AT" or "tick AT", with times
+// as durations since an epoch; everything after "----" is the transitions and
+// the final table the events must produce. Run with -update to regenerate.
+func TestScripts(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.txt")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scripts in testdata: %v", err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			raw, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			script, want, _ := strings.Cut(string(raw), "----\n")
+			got := runScript(t, script)
+			if *update {
+				if err := os.WriteFile(file, []byte(script+"----\n"+got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if got != want {
+				t.Errorf("%s: output differs (run with -update and review the diff)\n--- got\n%s--- want\n%s", file, got, want)
+			}
+		})
+	}
+}
+
+func runScript(t *testing.T, script string) string {
+	t.Helper()
+	tab := NewTable(DefaultConfig())
+	var b strings.Builder
+	sc := bufio.NewScanner(strings.NewReader(script))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		at := func(s string) time.Time {
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				t.Fatalf("line %q: %v", line, err)
+			}
+			return epoch.Add(d)
+		}
+		var tr []Transition
+		switch {
+		case f[0] == "hb" && len(f) >= 3:
+			var iv time.Duration
+			if len(f) == 4 {
+				iv, _ = time.ParseDuration(f[3])
+			}
+			tr = tab.Heartbeat(f[1], iv, at(f[2]))
+		case f[0] == "leave" && len(f) == 3:
+			tr = tab.Leave(f[1], at(f[2]))
+		case f[0] == "tick" && len(f) == 2:
+			tr = tab.Tick(at(f[1]))
+		default:
+			t.Fatalf("bad script line %q", line)
+		}
+		for _, x := range tr {
+			fmt.Fprintf(&b, "%s: %s\n", line, x)
+		}
+	}
+	b.WriteString("final:\n")
+	for _, m := range tab.List() {
+		fmt.Fprintf(&b, "  %s %s since %s\n", m.Name, m.State, m.Since.Sub(epoch))
+	}
+	return b.String()
+}
+
+func TestTransitions(t *testing.T) {
+	at := func(s float64) time.Time { return epoch.Add(time.Duration(s * float64(time.Second))) }
+	tests := []struct {
+		name  string
+		steps func(*Table)
+		node  string
+		want  State
+	}{
+		{"one heartbeat joins", func(tb *Table) { tb.Heartbeat("n1", 0, at(0)) }, "n1", Joining},
+		{"two heartbeats run", func(tb *Table) { tb.Heartbeat("n1", 0, at(0)); tb.Heartbeat("n1", 0, at(1)) }, "n1", Running},
+		{"silence below suspect keeps running", func(tb *Table) {
+			tb.Heartbeat("n1", 0, at(0))
+			tb.Heartbeat("n1", 0, at(1))
+			tb.Tick(at(3.9))
+		}, "n1", Running},
+		{"three intervals of silence suspect", func(tb *Table) {
+			tb.Heartbeat("n1", 0, at(0))
+			tb.Heartbeat("n1", 0, at(1))
+			tb.Tick(at(4))
+		}, "n1", Suspect},
+		{"six intervals of silence down", func(tb *Table) {
+			tb.Heartbeat("n1", 0, at(0))
+			tb.Heartbeat("n1", 0, at(1))
+			tb.Tick(at(7))
+		}, "n1", Down},
+		{"slow node judged by its own interval", func(tb *Table) {
+			tb.Heartbeat("n1", 5*time.Second, at(0))
+			tb.Heartbeat("n1", 5*time.Second, at(5))
+			tb.Tick(at(15))
+		}, "n1", Running},
+		{"suspect recovers on heartbeat", func(tb *Table) {
+			tb.Heartbeat("n1", 0, at(0))
+			tb.Heartbeat("n1", 0, at(1))
+			tb.Tick(at(4))
+			tb.Heartbeat("n1", 0, at(4.5))
+		}, "n1", Running},
+		{"down rejoins through joining", func(tb *Table) {
+			tb.Heartbeat("n1", 0, at(0))
+			tb.Heartbeat("n1", 0, at(1))
+			tb.Tick(at(10))
+			tb.Heartbeat("n1", 0, at(11))
+		}, "n1", Joining},
+		{"leave exits", func(tb *Table) {
+			tb.Heartbeat("n1", 0, at(0))
+			tb.Heartbeat("n1", 0, at(1))
+			tb.Leave("n1", at(1.5))
+			tb.Tick(at(3))
+		}, "n1", Exiting},
+		{"exited node goes down after silence", func(tb *Table) {
+			tb.Heartbeat("n1", 0, at(0))
+			tb.Leave("n1", at(0.5))
+			tb.Tick(at(8))
+		}, "n1", Down},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := NewTable(DefaultConfig())
+			tc.steps(tb)
+			m, ok := tb.Get(tc.node)
+			if !ok || m.State != tc.want {
+				t.Fatalf("node %s: state %q (known %v), want %q", tc.node, m.State, ok, tc.want)
+			}
+		})
+	}
+}
+
+func TestLeaveOfUnknownNodeIsIgnored(t *testing.T) {
+	tb := NewTable(DefaultConfig())
+	if tr := tb.Leave("ghost", epoch); tr != nil {
+		t.Fatalf("leave of unknown node gave %v", tr)
+	}
+	if len(tb.List()) != 0 {
+		t.Fatal("unknown node was added")
+	}
+}
