@@ -1,0 +1,68 @@
+# Baton's build, test and development targets. `make` (or `make help`) lists them.
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+# Tests and Baton look CRIU up on PATH: the CRIU 4.x that `make deps` builds lives in
+# /usr/local/sbin and must win over anything in /usr/sbin. Go tools (staticcheck) live in
+# $(go env GOBIN) or $(go env GOPATH)/bin; Go itself normally in /usr/local/go/bin.
+ORIG_PATH := $(PATH)
+GO_PATH_FOR_SHELL := $(ORIG_PATH):/usr/local/go/bin
+GOBIN_DIR := $(shell PATH='$(GO_PATH_FOR_SHELL)'; d=$$(go env GOBIN 2>/dev/null); [ -n "$$d" ] || d=$$(go env GOPATH 2>/dev/null)/bin; echo "$$d")
+export PATH := /usr/local/sbin:$(GOBIN_DIR):$(ORIG_PATH):/usr/local/go/bin
+
+BIN      := bin/baton
+FUZZTIME ?= 10s
+ARGS     ?=
+
+.PHONY: help deps build test run lint bench fuzz clean
+
+help: ## List the targets
+	@echo "Usage: make TARGET [VAR=value]"
+	@echo
+	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN { FS = ":.*## " } { printf "  %-8s %s\n", $$1, $$2 }'
+	@echo
+	@echo "Variables: ARGS (extra arguments for 'run'), FUZZTIME (per fuzz target, default 10s)"
+
+deps: ## Install everything Baton and its tests need (apt packages, CRIU 4.x, staticcheck); as root
+	bash scripts/install-deps.sh
+
+build: ## Build bin/baton from ./cmd/baton
+	go build -o $(BIN) ./cmd/baton
+
+test: export BATON_BIN := $(CURDIR)/$(BIN)
+test: deps build ## Run all tests (race detector) with BATON_BIN pointing at bin/baton
+	go test -race -count=1 -timeout 20m ./...
+
+run: deps build ## Run a local development cluster: ./bin/baton dev $(ARGS)
+	./$(BIN) dev $(ARGS)
+
+lint: ## gofmt (must print nothing), go vet, staticcheck
+	@command -v staticcheck >/dev/null || { echo "staticcheck not found: run 'make deps'" >&2; exit 1; }
+	@echo "gofmt -l"; \
+	out=$$(find . -name '*.go' -not -path './.*' -not -path './bin/*' -not -path '*/testdata/*' -not -path './vendor/*' -print0 | xargs -0 -r gofmt -l); \
+	if [ -n "$$out" ]; then echo "gofmt: these files need formatting (run gofmt -w):" >&2; echo "$$out" >&2; exit 1; fi
+	go vet ./...
+	staticcheck ./...
+
+bench: ## Run the benchmarks (placement, scheduler)
+	go test -run '^$$' -bench . -benchmem ./placement/ ./scheduler/...
+
+fuzz: ## Run every Fuzz* target in the repo for FUZZTIME each (default 10s)
+	@dirs=$$(grep -rlE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*\(' . | grep -v '^\./\.' | xargs -r -n1 dirname | sort -u); \
+	if [ -z "$$dirs" ]; then echo "no fuzz targets found"; exit 0; fi; \
+	n=0; \
+	for d in $$dirs; do \
+		for f in $$(go test -list '^Fuzz' "$$d" | grep -E '^Fuzz'); do \
+			echo "== $$d $$f ($(FUZZTIME))"; \
+			go test -run '^$$' -fuzz "^$$f\$$" -fuzztime '$(FUZZTIME)' "$$d"; \
+			n=$$((n + 1)); \
+		done; \
+	done; \
+	echo "fuzzed $$n target(s) for $(FUZZTIME) each"
+
+clean: ## Remove build outputs (bin/) and Go's test cache
+	rm -rf bin/
+	go clean -testcache
