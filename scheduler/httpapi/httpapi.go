@@ -1,0 +1,262 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/batonhq/baton/placement"
+	"github.com/batonhq/baton/scheduler"
+	"github.com/batonhq/baton/scheduler/store"
+)
+
+// OpenAPI is the API's OpenAPI 3 document.
+//
+//go:embed openapi.json
+var OpenAPI []byte
+
+// maxBody bounds request bodies; a workload request is a few hundred bytes.
+const maxBody = 1 << 20
+
+// Cluster is what the API needs from the scheduler.
+type Cluster interface {
+	Nodes() []scheduler.NodeView
+	Node(name string) (scheduler.NodeView, error)
+	Workloads() []store.Workload
+	Workload(id string) (store.Workload, error)
+	CreateWorkload(ctx context.Context, req scheduler.WorkloadRequest) (store.Workload, error)
+	DeleteWorkload(ctx context.Context, id string) (store.Workload, bool, error)
+	Plan(req scheduler.WorkloadRequest) (placement.Decision, error)
+}
+
+// Error is the body of every error response.
+type Error struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail says what went wrong: a stable code and a message for people.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Health is the body of GET /v1/health.
+type Health struct {
+	Status    string `json:"status"`
+	Nodes     int    `json:"nodes"`
+	Workloads int    `json:"workloads"`
+}
+
+// PlanResult is the body of POST /v1/plan.
+type PlanResult struct {
+	Fits        bool                  `json:"fits"`
+	Node        string                `json:"node,omitempty"`
+	Strategy    string                `json:"strategy"`
+	Candidates  []placement.Candidate `json:"candidates"`
+	Rejections  []Rejection           `json:"rejections"`
+	Explanation string                `json:"explanation"`
+}
+
+// Rejection is one placement filter's verdict in a plan.
+type Rejection struct {
+	Filter string   `json:"filter"`
+	Count  int      `json:"count"`
+	Nodes  []string `json:"nodes"`
+	Reason string   `json:"reason"`
+}
+
+// Handler returns the API's HTTP handler.
+func Handler(c Cluster, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &api{c: c, log: log}
+	mux := http.NewServeMux()
+	route := func(path string, methods map[string]http.HandlerFunc) {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			h, ok := methods[r.Method]
+			if !ok {
+				allowed := make([]string, 0, len(methods))
+				for m := range methods {
+					allowed = append(allowed, m)
+				}
+				slices.Sort(allowed)
+				w.Header().Set("Allow", strings.Join(allowed, ", "))
+				a.fail(w, http.StatusMethodNotAllowed, "method_not_allowed",
+					fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allowed, " or ")))
+				return
+			}
+			h(w, r)
+		})
+	}
+	route("/v1/health", map[string]http.HandlerFunc{"GET": a.health})
+	route("/v1/openapi.json", map[string]http.HandlerFunc{"GET": a.openapi})
+	route("/v1/nodes", map[string]http.HandlerFunc{"GET": a.listNodes})
+	route("/v1/nodes/{name}", map[string]http.HandlerFunc{"GET": a.getNode})
+	route("/v1/workloads", map[string]http.HandlerFunc{"GET": a.listWorkloads, "POST": a.createWorkload})
+	route("/v1/workloads/{id}", map[string]http.HandlerFunc{"GET": a.getWorkload, "DELETE": a.deleteWorkload})
+	route("/v1/plan", map[string]http.HandlerFunc{"POST": a.plan})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		a.fail(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint %s %s; see GET /v1/openapi.json", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+type api struct {
+	c   Cluster
+	log *slog.Logger
+}
+
+func (a *api) health(w http.ResponseWriter, _ *http.Request) {
+	a.reply(w, http.StatusOK, Health{Status: "ok", Nodes: len(a.c.Nodes()), Workloads: len(a.c.Workloads())})
+}
+
+func (a *api) openapi(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(OpenAPI)
+}
+
+func (a *api) listNodes(w http.ResponseWriter, _ *http.Request) {
+	a.reply(w, http.StatusOK, map[string]any{"nodes": a.c.Nodes()})
+}
+
+func (a *api) getNode(w http.ResponseWriter, r *http.Request) {
+	n, err := a.c.Node(r.PathValue("name"))
+	if err != nil {
+		a.error(w, err)
+		return
+	}
+	a.reply(w, http.StatusOK, n)
+}
+
+func (a *api) listWorkloads(w http.ResponseWriter, _ *http.Request) {
+	a.reply(w, http.StatusOK, map[string]any{"workloads": a.c.Workloads()})
+}
+
+func (a *api) getWorkload(w http.ResponseWriter, r *http.Request) {
+	wl, err := a.c.Workload(r.PathValue("id"))
+	if err != nil {
+		a.error(w, err)
+		return
+	}
+	a.reply(w, http.StatusOK, wl)
+}
+
+func (a *api) createWorkload(w http.ResponseWriter, r *http.Request) {
+	req, err := DecodeWorkloadRequest(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		a.error(w, err)
+		return
+	}
+	wl, err := a.c.CreateWorkload(r.Context(), req)
+	if err != nil {
+		a.error(w, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/workloads/"+wl.ID)
+	a.reply(w, http.StatusCreated, wl)
+}
+
+func (a *api) deleteWorkload(w http.ResponseWriter, r *http.Request) {
+	wl, done, err := a.c.DeleteWorkload(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.error(w, err)
+		return
+	}
+	status := http.StatusOK
+	if !done {
+		status = http.StatusAccepted // the node will stop it when it reports next
+	}
+	a.reply(w, status, wl)
+}
+
+func (a *api) plan(w http.ResponseWriter, r *http.Request) {
+	req, err := DecodeWorkloadRequest(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		a.error(w, err)
+		return
+	}
+	dec, err := a.c.Plan(req)
+	if err != nil && !errors.Is(err, placement.ErrNoFit) {
+		a.error(w, err)
+		return
+	}
+	res := PlanResult{
+		Fits: err == nil, Node: dec.Node, Strategy: string(dec.Strategy),
+		Candidates: dec.Candidates, Rejections: []Rejection{}, Explanation: dec.Explain(),
+	}
+	if res.Candidates == nil {
+		res.Candidates = []placement.Candidate{}
+	}
+	for _, rj := range dec.Rejections {
+		res.Rejections = append(res.Rejections, Rejection{Filter: rj.Filter, Count: rj.Count, Nodes: rj.Nodes, Reason: rj.Reason})
+	}
+	a.reply(w, http.StatusOK, res)
+}
+
+// DecodeWorkloadRequest reads one JSON workload request, rejecting unknown
+// fields and trailing data. Errors wrap scheduler.ErrInvalid.
+func DecodeWorkloadRequest(body io.Reader) (scheduler.WorkloadRequest, error) {
+	var req scheduler.WorkloadRequest
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return req, fmt.Errorf("%w: request body larger than %d bytes", scheduler.ErrInvalid, tooBig.Limit)
+		}
+		return req, fmt.Errorf("%w: reading request body: %v", scheduler.ErrInvalid, err)
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return req, fmt.Errorf("%w: request body is empty: send a JSON workload, e.g. {\"name\":\"web\",\"command\":[\"/bin/sleep\",\"1000\"]}", scheduler.ErrInvalid)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return scheduler.WorkloadRequest{}, fmt.Errorf("%w: malformed JSON body: %v", scheduler.ErrInvalid, err)
+	}
+	if dec.More() {
+		return scheduler.WorkloadRequest{}, fmt.Errorf("%w: malformed JSON body: data after the workload object", scheduler.ErrInvalid)
+	}
+	return req, nil
+}
+
+func (a *api) reply(w http.ResponseWriter, status int, body any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(body); err != nil {
+		a.log.Debug("writing response", "err", err)
+	}
+}
+
+func (a *api) fail(w http.ResponseWriter, status int, code, msg string) {
+	a.reply(w, status, Error{Error: ErrorDetail{Code: code, Message: msg}})
+}
+
+// error maps a scheduler error to a status and code.
+func (a *api) error(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, scheduler.ErrInvalid):
+		a.fail(w, http.StatusBadRequest, "invalid_request", err.Error())
+	case errors.Is(err, scheduler.ErrNotFound):
+		a.fail(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, scheduler.ErrConflict):
+		a.fail(w, http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, placement.ErrNoFit):
+		a.fail(w, http.StatusUnprocessableEntity, "no_fit", err.Error())
+	case errors.Is(err, scheduler.ErrAgent):
+		a.fail(w, http.StatusBadGateway, "agent_error", err.Error())
+	default:
+		a.log.Error("request failed", "err", err)
+		a.fail(w, http.StatusInternalServerError, "internal", err.Error())
+	}
+}

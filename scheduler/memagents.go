@@ -1,0 +1,76 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/batonhq/baton/wire"
+)
+
+// MemoryAgents is the in-memory twin of NATSAgents for tests: it runs no
+// processes, records every command, and reports what each node "runs" as a
+// heartbeat would.
+type MemoryAgents struct {
+	mu      sync.Mutex
+	nextPID int
+	running map[string]map[string]wire.WorkloadStatus // node → id → status
+	// Refuse, when set, makes Start fail as an agent would (e.g. program not found).
+	Refuse string
+	// Log records commands as "start NODE ID" / "stop NODE ID".
+	Log []string
+}
+
+// NewMemoryAgents returns agents that run nothing yet.
+func NewMemoryAgents() *MemoryAgents {
+	return &MemoryAgents{nextPID: 1000, running: map[string]map[string]wire.WorkloadStatus{}}
+}
+
+// Start implements AgentClient; idempotent by id like a real agent.
+func (m *MemoryAgents) Start(_ context.Context, node string, spec wire.WorkloadSpec) (wire.WorkloadStatus, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.Log = append(m.Log, "start "+node+" "+spec.ID)
+	if m.Refuse != "" {
+		return wire.WorkloadStatus{}, fmt.Errorf("%w: node %s: %s", ErrAgent, node, m.Refuse)
+	}
+	if m.running[node] == nil {
+		m.running[node] = map[string]wire.WorkloadStatus{}
+	}
+	if st, ok := m.running[node][spec.ID]; ok {
+		return st, nil
+	}
+	m.nextPID++
+	st := wire.WorkloadStatus{ID: spec.ID, Name: spec.Name, State: wire.StateRunning, HostPID: m.nextPID, Resources: spec.Resources}
+	m.running[node][spec.ID] = st
+	return st, nil
+}
+
+// Stop implements AgentClient; idempotent.
+func (m *MemoryAgents) Stop(_ context.Context, node, id string) (wire.WorkloadStatus, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.Log = append(m.Log, "stop "+node+" "+id)
+	st := m.running[node][id]
+	delete(m.running[node], id)
+	st.ID, st.State = id, wire.StateStopped
+	return st, nil
+}
+
+// Running lists what node runs, as its heartbeat would report it.
+func (m *MemoryAgents) Running(node string) []wire.WorkloadStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := []wire.WorkloadStatus{}
+	for _, st := range m.running[node] {
+		out = append(out, st)
+	}
+	return out
+}
+
+// Commands returns a copy of the command log.
+func (m *MemoryAgents) Commands() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.Log...)
+}

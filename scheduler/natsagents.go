@@ -1,0 +1,105 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/batonhq/baton/wire"
+)
+
+// NATSAgents sends commands to agents over NATS request/reply.
+type NATSAgents struct {
+	NC *nats.Conn
+}
+
+func (a NATSAgents) request(ctx context.Context, node string, cmd wire.Command) (wire.WorkloadStatus, error) {
+	cmd.V = wire.Version
+	msg, err := a.NC.RequestWithContext(ctx, wire.SubjectCommand(node), wire.Encode(cmd))
+	if err != nil {
+		return wire.WorkloadStatus{}, fmt.Errorf("%s command to node %s: %w (is its agent running?)", cmd.Op, node, err)
+	}
+	reply, err := wire.DecodeCommandReply(msg.Data)
+	if err != nil {
+		return wire.WorkloadStatus{}, fmt.Errorf("%s command to node %s: %w", cmd.Op, node, err)
+	}
+	if reply.Error != "" {
+		return wire.WorkloadStatus{}, fmt.Errorf("%w: node %s: %s", ErrAgent, node, reply.Error)
+	}
+	if reply.Status == nil {
+		return wire.WorkloadStatus{}, fmt.Errorf("%s command to node %s: %w: reply without status", cmd.Op, node, wire.ErrMalformed)
+	}
+	return *reply.Status, nil
+}
+
+// Start implements AgentClient.
+func (a NATSAgents) Start(ctx context.Context, node string, spec wire.WorkloadSpec) (wire.WorkloadStatus, error) {
+	return a.request(ctx, node, wire.Command{Op: wire.OpStart, Workload: &spec})
+}
+
+// Stop implements AgentClient.
+func (a NATSAgents) Stop(ctx context.Context, node, id string) (wire.WorkloadStatus, error) {
+	return a.request(ctx, node, wire.Command{Op: wire.OpStop, ID: id})
+}
+
+// Run consumes heartbeats and leave notices from nc and applies membership
+// timeouts every tick until ctx ends. Malformed messages are logged and
+// dropped.
+func (s *Server) Run(ctx context.Context, nc *nats.Conn, tick time.Duration) error {
+	if tick <= 0 {
+		tick = 250 * time.Millisecond
+	}
+	// Heartbeats are handled one at a time, in arrival order, on a
+	// goroutine of ours rather than NATS's, so a slow store write slows
+	// only heartbeat handling, never the connection.
+	msgs := make(chan *nats.Msg, 1024)
+	hbSub, err := nc.ChanSubscribe(wire.HeartbeatWildcard, msgs)
+	if err != nil {
+		return fmt.Errorf("scheduler: subscribing to heartbeats: %w", err)
+	}
+	defer func() { _ = hbSub.Unsubscribe() }()
+	leaveSub, err := nc.ChanSubscribe(wire.LeaveWildcard, msgs)
+	if err != nil {
+		return fmt.Errorf("scheduler: subscribing to leave notices: %w", err)
+	}
+	defer func() { _ = leaveSub.Unsubscribe() }()
+	if err := nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("scheduler: subscribing: %w", err)
+	}
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+			s.Tick()
+		case m := <-msgs:
+			s.handleMessage(ctx, m)
+		}
+	}
+}
+
+func (s *Server) handleMessage(ctx context.Context, m *nats.Msg) {
+	if m.Sub != nil && m.Sub.Subject == wire.LeaveWildcard {
+		l, err := wire.DecodeLeave(m.Data)
+		if err != nil {
+			s.log.Warn("dropping malformed message", "subject", m.Subject, "err", err, "bytes", len(m.Data))
+			return
+		}
+		s.HandleLeave(l)
+		return
+	}
+	hb, err := wire.DecodeHeartbeat(m.Data)
+	if err != nil {
+		s.log.Warn("dropping malformed message", "subject", m.Subject, "err", err, "bytes", len(m.Data))
+		return
+	}
+	if wire.SubjectHeartbeat(hb.Node) != m.Subject {
+		s.log.Warn("dropping heartbeat sent on another node's subject", "subject", m.Subject, "node", hb.Node)
+		return
+	}
+	s.HandleHeartbeat(ctx, hb)
+}

@@ -1,0 +1,482 @@
+package scheduler
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/batonhq/baton/failover/membership"
+	"github.com/batonhq/baton/placement"
+	"github.com/batonhq/baton/scheduler/store"
+	"github.com/batonhq/baton/wire"
+)
+
+// AgentClient sends commands to node agents. NATSAgents is the real one;
+// tests use an in-memory twin.
+type AgentClient interface {
+	Start(ctx context.Context, node string, spec wire.WorkloadSpec) (wire.WorkloadStatus, error)
+	Stop(ctx context.Context, node, id string) (wire.WorkloadStatus, error)
+}
+
+// Clock tells the time; injected so tests control it.
+type Clock interface{ Now() time.Time }
+
+// SystemClock is the real clock.
+type SystemClock struct{}
+
+// Now implements Clock.
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// Config wires a Server.
+type Config struct {
+	Store           store.Store
+	Agents          AgentClient
+	Clock           Clock
+	Logger          *slog.Logger
+	Membership      membership.Config
+	DefaultStrategy placement.Strategy // cluster default; BinPack if empty
+	// CommandTimeout bounds one start or stop command to an agent.
+	CommandTimeout time.Duration
+}
+
+// NodeView is a node as the API shows it.
+type NodeView struct {
+	Name          string            `json:"name"`
+	State         string            `json:"state"`
+	StateSince    time.Time         `json:"state_since"`
+	Labels        map[string]string `json:"labels"`
+	Capacity      wire.Capacity     `json:"capacity"`
+	Headroom      wire.Headroom     `json:"headroom"`
+	Reserved      wire.Resources    `json:"reserved"`
+	Workloads     int               `json:"workloads"`
+	LastHeartbeat time.Time         `json:"last_heartbeat"`
+}
+
+// nodeReport is the last heartbeat of a node.
+type nodeReport struct {
+	hb wire.Heartbeat
+}
+
+// Server is the scheduler. Its exported methods are safe for concurrent use.
+// One mutex guards all of its state; it is never held while talking to an
+// agent, only while writing to the store, so records are saved in order.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	mu        sync.Mutex
+	members   *membership.Table
+	reports   map[string]nodeReport
+	workloads map[string]store.Workload
+	byNode    map[string]map[string]bool // node → ids of the workloads placed there
+	inflight  map[string]bool // workload ids with a reconcile command under way
+}
+
+// New returns a server; call Load before serving.
+func New(cfg Config) *Server {
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DefaultStrategy == "" {
+		cfg.DefaultStrategy = placement.BinPack
+	}
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = 15 * time.Second
+	}
+	return &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		members:   membership.NewTable(cfg.Membership),
+		reports:   map[string]nodeReport{},
+		workloads: map[string]store.Workload{},
+		byNode:    map[string]map[string]bool{},
+		inflight:  map[string]bool{},
+	}
+}
+
+// Load reads the desired state from the store.
+func (s *Server) Load(ctx context.Context) error {
+	list, err := s.cfg.Store.List(ctx)
+	if err != nil {
+		return fmt.Errorf("scheduler: loading workloads: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range list {
+		s.cacheLocked(w)
+	}
+	s.log.Info("loaded desired state", "workloads", len(list))
+	return nil
+}
+
+// HandleHeartbeat records a heartbeat and reconciles the node with it.
+func (s *Server) HandleHeartbeat(ctx context.Context, hb wire.Heartbeat) {
+	now := s.cfg.Clock.Now()
+	s.mu.Lock()
+	for _, t := range s.members.Heartbeat(hb.Node, time.Duration(hb.IntervalMS)*time.Millisecond, now) {
+		s.log.Info("node state", "node", t.Node, "from", t.From, "to", t.To, "reason", t.Reason)
+	}
+	s.reports[hb.Node] = nodeReport{hb: hb}
+	m, _ := s.members.Get(hb.Node)
+	updates, actions := reconcile(hb.Node, m.State == membership.Running, hb.Workloads, s.relevantLocked(hb))
+	for _, u := range updates {
+		u.UpdatedAt = now
+		s.saveLocked(ctx, u)
+	}
+	var todo []action
+	for _, a := range actions {
+		if a.Kind == actPurge {
+			s.purgeLocked(ctx, a.ID)
+			continue
+		}
+		if s.inflight[a.ID] {
+			continue
+		}
+		s.inflight[a.ID] = true
+		todo = append(todo, a)
+	}
+	s.mu.Unlock()
+	for _, a := range todo {
+		go s.carryOut(a)
+	}
+}
+
+// HandleLeave records an orderly leave.
+func (s *Server) HandleLeave(l wire.Leave) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.members.Leave(l.Node, s.cfg.Clock.Now()) {
+		s.log.Info("node state", "node", t.Node, "from", t.From, "to", t.To, "reason", t.Reason)
+	}
+}
+
+// Tick applies the membership timeouts.
+func (s *Server) Tick() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.members.Tick(s.cfg.Clock.Now()) {
+		s.log.Warn("node state", "node", t.Node, "from", t.From, "to", t.To, "reason", t.Reason)
+	}
+}
+
+// carryOut sends one reconcile command and records its outcome.
+func (s *Server) carryOut(a action) {
+	defer func() {
+		s.mu.Lock()
+		delete(s.inflight, a.ID)
+		s.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CommandTimeout)
+	defer cancel()
+	switch a.Kind {
+	case actStop:
+		if _, err := s.cfg.Agents.Stop(ctx, a.Node, a.ID); err != nil {
+			s.log.Warn("stopping unwanted workload", "node", a.Node, "workload", a.ID, "err", err)
+		}
+	case actStart:
+		s.mu.Lock()
+		rec, ok := s.workloads[a.ID]
+		s.mu.Unlock()
+		if !ok || rec.Desired != store.DesiredRunning || rec.Node != a.Node {
+			return
+		}
+		s.log.Info("starting workload", "node", a.Node, "workload", a.ID, "name", rec.Name)
+		st, err := s.cfg.Agents.Start(ctx, a.Node, rec.Spec())
+		s.recordStart(context.Background(), a.ID, st, err)
+	}
+}
+
+// recordStart stores the outcome of a start command.
+func (s *Server) recordStart(ctx context.Context, id string, st wire.WorkloadStatus, err error) store.Workload {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.workloads[id]
+	if !ok || rec.Desired != store.DesiredRunning {
+		return rec
+	}
+	switch {
+	case errors.Is(err, ErrAgent):
+		rec.State, rec.Error, rec.HostPID = wire.StateFailed, err.Error(), 0
+	case err != nil:
+		// No answer: the agent may still start it; the next heartbeat tells.
+		rec.Error = err.Error()
+	default:
+		rec, _ = observe(rec, st)
+	}
+	rec.UpdatedAt = s.cfg.Clock.Now()
+	s.saveLocked(ctx, rec)
+	return rec
+}
+
+// saveLocked updates the cache and the store. A store failure is logged and
+// the cache keeps the new value; the next change retries the write.
+func (s *Server) saveLocked(ctx context.Context, w store.Workload) {
+	s.cacheLocked(w)
+	if err := s.cfg.Store.Put(ctx, w); err != nil {
+		s.log.Error("saving workload", "workload", w.ID, "err", err)
+	}
+}
+
+func (s *Server) purgeLocked(ctx context.Context, id string) {
+	if err := s.cfg.Store.Delete(ctx, id); err != nil {
+		s.log.Error("deleting workload record", "workload", id, "err", err)
+		return
+	}
+	s.uncacheLocked(id)
+	s.log.Info("workload deleted", "workload", id)
+}
+
+// cacheLocked stores w in the cache and the per-node index.
+func (s *Server) cacheLocked(w store.Workload) {
+	if old, ok := s.workloads[w.ID]; ok && old.Node != w.Node {
+		delete(s.byNode[old.Node], w.ID)
+	}
+	s.workloads[w.ID] = w
+	if s.byNode[w.Node] == nil {
+		s.byNode[w.Node] = map[string]bool{}
+	}
+	s.byNode[w.Node][w.ID] = true
+}
+
+func (s *Server) uncacheLocked(id string) {
+	if old, ok := s.workloads[id]; ok {
+		delete(s.byNode[old.Node], id)
+	}
+	delete(s.workloads, id)
+}
+
+// relevantLocked returns the records reconcile needs for one heartbeat: the
+// workloads placed on the node and those it reports, so a heartbeat costs in
+// proportion to the node's workloads, not the cluster's.
+func (s *Server) relevantLocked(hb wire.Heartbeat) map[string]store.Workload {
+	out := make(map[string]store.Workload, len(s.byNode[hb.Node])+len(hb.Workloads))
+	for id := range s.byNode[hb.Node] {
+		out[id] = s.workloads[id]
+	}
+	for _, r := range hb.Workloads {
+		if w, ok := s.workloads[r.ID]; ok {
+			out[r.ID] = w
+		}
+	}
+	return out
+}
+
+// placementNodesLocked builds placement's view of every known node.
+func (s *Server) placementNodesLocked() []placement.Node {
+	reserved, names := s.reservationsLocked()
+	out := make([]placement.Node, 0, len(s.reports))
+	for _, m := range s.members.List() {
+		hb := s.reports[m.Name].hb
+		out = append(out, placement.Node{
+			Name:      m.Name,
+			Ready:     m.State == membership.Running,
+			State:     string(m.State),
+			Labels:    hb.Labels,
+			Capacity:  placement.Resources{CPUMillis: hb.Capacity.CPUMillis, MemoryMB: hb.Capacity.MemoryMB},
+			Headroom:  placement.Resources{CPUMillis: hb.Headroom.CPUMillis, MemoryMB: hb.Headroom.MemoryMB},
+			Reserved:  reserved[m.Name],
+			Workloads: names[m.Name],
+		})
+	}
+	return out
+}
+
+// reservationsLocked sums the requests of the live workloads on each node.
+func (s *Server) reservationsLocked() (map[string]placement.Resources, map[string][]string) {
+	reserved := map[string]placement.Resources{}
+	names := map[string][]string{}
+	for _, w := range s.workloads {
+		if w.Node == "" || exited(w.State) {
+			continue
+		}
+		r := reserved[w.Node]
+		r.CPUMillis += w.Resources.CPUMillis
+		r.MemoryMB += w.Resources.MemoryMB
+		reserved[w.Node] = r
+		names[w.Node] = append(names[w.Node], w.Name)
+	}
+	return reserved, names
+}
+
+// Plan is a dry run: where req would go and why, without creating anything.
+func (s *Server) Plan(req WorkloadRequest) (placement.Decision, error) {
+	if err := req.Validate(); err != nil {
+		return placement.Decision{}, err
+	}
+	s.mu.Lock()
+	nodes := s.placementNodesLocked()
+	s.mu.Unlock()
+	return placement.Place(nodes, req.placementRequest(s.cfg.DefaultStrategy))
+}
+
+// CreateWorkload validates, places and starts a workload. It waits for the
+// agent's answer up to the command timeout; a workload the agent refuses to
+// start (program not found, bad workdir) is not kept. A workload whose agent
+// does not answer in time is kept in state starting and followed up by
+// reconciliation.
+func (s *Server) CreateWorkload(ctx context.Context, req WorkloadRequest) (store.Workload, error) {
+	if err := req.Validate(); err != nil {
+		return store.Workload{}, err
+	}
+	now := s.cfg.Clock.Now()
+	s.mu.Lock()
+	for _, w := range s.workloads {
+		if w.Name == req.Name && w.Desired == store.DesiredRunning {
+			s.mu.Unlock()
+			return store.Workload{}, fmt.Errorf("%w: workload name %q is already used by %s: delete it first or choose another name", ErrConflict, req.Name, w.ID)
+		}
+	}
+	dec, err := placement.Place(s.placementNodesLocked(), req.placementRequest(s.cfg.DefaultStrategy))
+	if err != nil {
+		s.mu.Unlock()
+		return store.Workload{}, err
+	}
+	kind := req.Kind
+	if kind == "" {
+		kind = "process"
+	}
+	w := store.Workload{
+		ID: newID(), Name: req.Name, Kind: kind, Command: req.Command, Env: req.Env, Workdir: req.Workdir,
+		Resources: req.Resources, Constraints: req.Constraints, Strategy: string(dec.Strategy),
+		Desired: store.DesiredRunning, Node: dec.Node, State: wire.StateStarting,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	// Reserve the capacity at once (in the cache) so concurrent creations see
+	// it, and keep reconciliation from sending a second start meanwhile.
+	s.cacheLocked(w)
+	s.inflight[w.ID] = true
+	if err := s.cfg.Store.Put(ctx, w); err != nil {
+		s.uncacheLocked(w.ID)
+		delete(s.inflight, w.ID)
+		s.mu.Unlock()
+		return store.Workload{}, fmt.Errorf("scheduler: saving workload %q: %w", w.Name, err)
+	}
+	s.mu.Unlock()
+	s.log.Info("workload placed", "workload", w.ID, "name", w.Name, "node", w.Node, "strategy", dec.Strategy)
+
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.CommandTimeout)
+	st, err := s.cfg.Agents.Start(cctx, w.Node, w.Spec())
+	cancel()
+	s.mu.Lock()
+	delete(s.inflight, w.ID)
+	s.mu.Unlock()
+	if errors.Is(err, ErrAgent) {
+		s.mu.Lock()
+		s.purgeLocked(context.WithoutCancel(ctx), w.ID)
+		s.mu.Unlock()
+		return store.Workload{}, fmt.Errorf("workload %q: node %s could not start it: %w", w.Name, w.Node, err)
+	}
+	return s.recordStart(context.WithoutCancel(ctx), w.ID, st, err), nil
+}
+
+// DeleteWorkload stops a workload's process tree and forgets it. It returns
+// done=false when the node did not confirm in time; the record then stays,
+// marked deleted, until the node confirms.
+func (s *Server) DeleteWorkload(ctx context.Context, id string) (w store.Workload, done bool, err error) {
+	s.mu.Lock()
+	w, ok := s.workloads[id]
+	if !ok {
+		s.mu.Unlock()
+		return store.Workload{}, false, fmt.Errorf("%w: workload %q", ErrNotFound, id)
+	}
+	w.Desired, w.UpdatedAt = store.DesiredDeleted, s.cfg.Clock.Now()
+	s.saveLocked(ctx, w)
+	s.mu.Unlock()
+
+	if w.Node == "" {
+		s.mu.Lock()
+		s.purgeLocked(ctx, id)
+		s.mu.Unlock()
+		return w, true, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.CommandTimeout)
+	st, err := s.cfg.Agents.Stop(cctx, w.Node, id)
+	cancel()
+	if err != nil {
+		s.log.Warn("stop not confirmed; will retry when the node reports", "workload", id, "node", w.Node, "err", err)
+		return w, false, nil
+	}
+	w, _ = observe(w, st)
+	w.State = wire.StateStopped
+	s.mu.Lock()
+	s.purgeLocked(context.WithoutCancel(ctx), id)
+	s.mu.Unlock()
+	return w, true, nil
+}
+
+// Workloads lists every workload, sorted by name then id.
+func (s *Server) Workloads() []store.Workload {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]store.Workload, 0, len(s.workloads))
+	for _, w := range s.workloads {
+		out = append(out, w)
+	}
+	slices.SortFunc(out, func(a, b store.Workload) int {
+		if a.Name != b.Name {
+			return cmp.Compare(a.Name, b.Name)
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// Workload returns one workload.
+func (s *Server) Workload(id string) (store.Workload, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w, ok := s.workloads[id]
+	if !ok {
+		return store.Workload{}, fmt.Errorf("%w: workload %q", ErrNotFound, id)
+	}
+	return w, nil
+}
+
+// Nodes lists every node seen, sorted by name.
+func (s *Server) Nodes() []NodeView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	reserved, names := s.reservationsLocked()
+	out := make([]NodeView, 0, len(s.reports))
+	for _, m := range s.members.List() {
+		hb := s.reports[m.Name].hb
+		r := reserved[m.Name]
+		labels := hb.Labels
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		out = append(out, NodeView{
+			Name: m.Name, State: string(m.State), StateSince: m.Since, Labels: labels,
+			Capacity: hb.Capacity, Headroom: hb.Headroom,
+			Reserved:  wire.Resources{CPUMillis: r.CPUMillis, MemoryMB: r.MemoryMB},
+			Workloads: len(names[m.Name]), LastHeartbeat: m.LastHeartbeat,
+		})
+	}
+	return out
+}
+
+// Node returns one node.
+func (s *Server) Node(name string) (NodeView, error) {
+	for _, n := range s.Nodes() {
+		if n.Name == name {
+			return n, nil
+		}
+	}
+	return NodeView{}, fmt.Errorf("%w: node %q", ErrNotFound, name)
+}
+
+func newID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	return "w-" + hex.EncodeToString(b[:])
+}
