@@ -76,7 +76,7 @@ type Server struct {
 	reports   map[string]nodeReport
 	workloads map[string]store.Workload
 	byNode    map[string]map[string]bool // node → ids of the workloads placed there
-	inflight  map[string]bool // workload ids with a reconcile command under way
+	inflight  map[string]bool            // workload ids with a reconcile command under way
 }
 
 // New returns a server; call Load before serving.
