@@ -1,0 +1,157 @@
+package placement
+
+import (
+	"math"
+	"math/big"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+)
+
+// TestPlaceMatchesReference places random requests on random clusters and
+// compares every decision with naivePlace: same chosen node, same ranked
+// candidates and scores, same rejections; and checks the invariants.
+func TestPlaceMatchesReference(t *testing.T) {
+	const rounds = 3000
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range rounds {
+		var nodes []Node
+		switch {
+		case round%10 == 0:
+			// Big enough to take the radix-sort path of rank.
+			nodes = randomCluster(rng, 256+rng.IntN(1500), round%20 == 0)
+		case round%10 == 1:
+			nodes = randomCluster(rng, rng.IntN(40), rng.IntN(2) == 0)
+		default:
+			nodes = awkwardCluster(rng, rng.IntN(30))
+		}
+		req := randomRequest(rng)
+		d, err := Place(nodes, req)
+		checkInvariants(t, nodes, req, d, err)
+		if ValidateRequest(req) != nil {
+			continue
+		}
+		if diff := sameDecision(d, naivePlace(nodes, req)); diff != "" {
+			t.Fatalf("round %d (%d nodes, request %+v): %s", round, len(nodes), req, diff)
+		}
+	}
+}
+
+// awkwardCluster makes small clusters full of edge cases: few distinct
+// sizes and names (so ties and duplicate names), zero capacities, headroom
+// above capacity, reservations above headroom, negative and huge numbers.
+func awkwardCluster(rng *rand.Rand, n int) []Node {
+	nodes := make([]Node, n)
+	for i := range nodes {
+		nodes[i] = Node{
+			Name:     "n" + strconv.Itoa(rng.IntN(n+n/4+1)),
+			Ready:    rng.IntN(6) != 0,
+			State:    []string{"running", "down", "suspect", ""}[rng.IntN(4)],
+			Capacity: Resources{CPUMillis: awkwardAmount(rng), MemoryMB: awkwardAmount(rng)},
+			Headroom: Resources{CPUMillis: awkwardAmount(rng), MemoryMB: awkwardAmount(rng)},
+			Reserved: Resources{CPUMillis: awkwardAmount(rng) / 2, MemoryMB: awkwardAmount(rng) / 2},
+		}
+		if rng.IntN(3) != 0 {
+			nodes[i].Labels = map[string]string{"zone": []string{"a", "b"}[rng.IntN(2)]}
+			if rng.IntN(2) == 0 {
+				nodes[i].Labels["disk"] = "ssd"
+			}
+		}
+		for range rng.IntN(4) {
+			nodes[i].Workloads = append(nodes[i].Workloads, workloadNames[rng.IntN(4)])
+		}
+	}
+	return nodes
+}
+
+func awkwardAmount(rng *rand.Rand) int64 {
+	switch rng.IntN(20) {
+	case 0:
+		return 0
+	case 1:
+		return -int64(rng.IntN(100))
+	case 2:
+		return math.MaxInt64 - int64(rng.IntN(3))
+	case 3:
+		return int64(rng.Uint64() >> 1)
+	default:
+		return int64(rng.IntN(16)) * 100
+	}
+}
+
+func randomRequest(rng *rand.Rand) Request {
+	req := Request{
+		Workload:  workloadNames[rng.IntN(len(workloadNames))],
+		Resources: Resources{CPUMillis: int64(rng.IntN(12)) * 100, MemoryMB: int64(rng.IntN(12)) * 256},
+		Strategy:  []Strategy{"", BinPack, Spread}[rng.IntN(3)],
+	}
+	switch rng.IntN(40) {
+	case 0:
+		req.Resources.CPUMillis = -1
+	case 1:
+		req.Strategy = "fastest"
+	case 2:
+		req.Resources.MemoryMB = math.MaxInt64
+	}
+	pick := func(max int) []string {
+		var out []string
+		for range rng.IntN(max + 1) {
+			// Names of both cluster kinds; beyond maxScannedSet the set is a map.
+			if rng.IntN(2) == 0 {
+				out = append(out, "n"+strconv.Itoa(rng.IntN(30)))
+			} else {
+				out = append(out, "node-"+strconv.Itoa(100000 + rng.IntN(40))[1:])
+			}
+		}
+		return out
+	}
+	if rng.IntN(3) == 0 {
+		req.Constraints.Nodes = pick(12)
+	}
+	if rng.IntN(3) == 0 {
+		req.Constraints.AvoidNodes = pick(12)
+	}
+	if rng.IntN(3) == 0 {
+		req.Constraints.Labels = map[string]string{"zone": []string{"a", "b", "eu-1"}[rng.IntN(3)]}
+		if rng.IntN(2) == 0 {
+			req.Constraints.Labels["disk"] = "ssd"
+		}
+	}
+	if rng.IntN(3) == 0 {
+		req.Constraints.AntiAffinity = append(req.Constraints.AntiAffinity, workloadNames[rng.IntN(4)])
+		if rng.IntN(4) == 0 {
+			req.Constraints.AntiAffinity = append(req.Constraints.AntiAffinity, workloadNames...)
+			req.Constraints.AntiAffinity = append(req.Constraints.AntiAffinity, "x", "y")
+		}
+	}
+	return req
+}
+
+// TestScoreExact checks the fast scoring path against exact arithmetic on
+// values built to sit on or near integer boundaries.
+func TestScoreExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	sizes := []int64{1, 3, 7, 10, 16, 100, 1000, 1024, 16000, 65536, 1 << 40, math.MaxInt64}
+	for range 50000 {
+		b1 := sizes[rng.IntN(len(sizes))]
+		b2 := sizes[rng.IntN(len(sizes))]
+		a1, a2 := rng.Int64N(b1+boolInt(b1 < math.MaxInt64)), rng.Int64N(b2+boolInt(b2 < math.MaxInt64))
+		got := meanUnits(a1, b1, a2, b2)
+		want := exactMeanUnits(uint64(a1), uint64(b1), uint64(a2), uint64(b2))
+		if got != want {
+			t.Fatalf("meanUnits(%d/%d, %d/%d) = %d, exact %d", a1, b1, a2, b2, got, want)
+		}
+		r := new(big.Rat).Add(big.NewRat(a1, b1), big.NewRat(a2, b2))
+		r.Mul(r, big.NewRat(maxScore/2, 1))
+		if ref := new(big.Int).Quo(r.Num(), r.Denom()); ref.Int64() != int64(want) {
+			t.Fatalf("exactMeanUnits(%d/%d, %d/%d) = %d, big.Rat says %v", a1, b1, a2, b2, want, ref)
+		}
+	}
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,85 @@
+package placement
+
+import (
+	"math"
+	"math/bits"
+)
+
+// Scores are kept as integers in units of 1/scoreScale point, from 0 to
+// maxScore, and shown as Candidate.Score = units / scoreScale.
+const (
+	scoreScale = 10_000
+	maxScore   = 100 * scoreScale
+)
+
+// score is n's score in units for the plan's strategy: the mean over CPU and
+// memory of the fraction the strategy rewards, times maxScore, truncated.
+// BinPack rewards the fraction used after placement, Spread the fraction
+// free. Only called for nodes that passed the cpu and memory filters.
+func (p *plan) score(n *Node) uint32 {
+	spread := p.strategy == Spread
+	a1, b1 := fraction(free(n.Headroom.CPUMillis, n.Reserved.CPUMillis)-p.req.Resources.CPUMillis,
+		n.Capacity.CPUMillis, n.Headroom.CPUMillis, spread)
+	a2, b2 := fraction(free(n.Headroom.MemoryMB, n.Reserved.MemoryMB)-p.req.Resources.MemoryMB,
+		n.Capacity.MemoryMB, n.Headroom.MemoryMB, spread)
+	return meanUnits(a1, b1, a2, b2)
+}
+
+// fraction returns a/b, 0 ≤ a ≤ b, b > 0: the part of one dimension that the
+// strategy rewards, given what is free after placement and the dimension's
+// size (capacity, or headroom when capacity is not known). A dimension of
+// size zero counts as full.
+func fraction(freeAfter, capacity, headroom int64, spread bool) (a, b int64) {
+	size := capacity
+	if size <= 0 {
+		size = max(headroom, 0)
+	}
+	if size == 0 {
+		if spread {
+			return 0, 1
+		}
+		return 1, 1
+	}
+	freeAfter = min(max(freeAfter, 0), size)
+	if spread {
+		return freeAfter, size
+	}
+	return size - freeAfter, size
+}
+
+// meanUnits returns ⌊maxScore/2 · (a1/b1 + a2/b2)⌋ exactly. Floating point
+// gives the answer unless the value lies within a hair of an integer, where
+// rounding errors could move it across; those cases are done in 128-bit
+// integer arithmetic.
+func meanUnits(a1, b1, a2, b2 int64) uint32 {
+	const half = maxScore / 2
+	// Both quotients are correctly rounded and the sum at most 2, so the
+	// error of v is below 1e-9, far inside the margin.
+	v := half * (float64(a1)/float64(b1) + float64(a2)/float64(b2))
+	fl := math.Floor(v)
+	if frac := v - fl; frac > 1e-6 && frac < 1-1e-6 {
+		return uint32(fl)
+	}
+	return exactMeanUnits(uint64(a1), uint64(b1), uint64(a2), uint64(b2))
+}
+
+func exactMeanUnits(a1, b1, a2, b2 uint64) uint32 {
+	const half = maxScore / 2
+	// half·a/b = w + r/b; since a ≤ b the high word is below b, as Div64 needs.
+	h, l := bits.Mul64(half, a1)
+	w1, r1 := bits.Div64(h, l, b1)
+	h, l = bits.Mul64(half, a2)
+	w2, r2 := bits.Div64(h, l, b2)
+	q := w1 + w2
+	// The remainders add up to one more unit when r1/b1 + r2/b2 ≥ 1, that is
+	// r1·b2 + r2·b1 ≥ b1·b2. Each product is below 2^126, so nothing overflows.
+	h1, l1 := bits.Mul64(r1, b2)
+	h2, l2 := bits.Mul64(r2, b1)
+	sl, carry := bits.Add64(l1, l2, 0)
+	sh := h1 + h2 + carry
+	bh, bl := bits.Mul64(b1, b2)
+	if sh > bh || (sh == bh && sl >= bl) {
+		q++
+	}
+	return uint32(q)
+}
