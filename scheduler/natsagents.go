@@ -65,7 +65,7 @@ func (s *Server) Run(ctx context.Context, nc *nats.Conn, tick time.Duration) err
 		return fmt.Errorf("scheduler: subscribing to leave notices: %w", err)
 	}
 	defer func() { _ = leaveSub.Unsubscribe() }()
-	if err := nc.FlushWithContext(ctx); err != nil {
+	if err := nc.Flush(); err != nil {
 		return fmt.Errorf("scheduler: subscribing: %w", err)
 	}
 	ticker := time.NewTicker(tick)

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/batonhq/baton/nodeagent"
+)
+
+func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
+	host, _ := os.Hostname()
+	fs := newFlags("agent", "--nats URL --name NAME [flags]", `Run the node agent: it reports this node's measured headroom to the server
+every --interval and runs the workloads the server places here, each in its
+own PID namespace and cgroup. Workloads outlive the agent: a restarted agent
+re-adopts them from the state in --data-dir.`, stderr)
+	var cfg nodeagent.Config
+	fs.StringVar(&cfg.NATSURL, "nats", "nats://127.0.0.1:4222", "URL of the NATS server (baton server embeds one at 127.0.0.1:4222)")
+	fs.StringVar(&cfg.Node, "name", host, "this node's name, unique in the cluster")
+	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/baton/agent", "directory for the agent's state and workload logs")
+	labels := fs.String("labels", "", "labels for placement constraints, e.g. zone=a,disk=ssd")
+	fs.DurationVar(&cfg.Interval, "interval", time.Second, "heartbeat interval")
+	fs.BoolVar(&cfg.StopWorkloadsOnExit, "stop-workloads-on-exit", false, "stop every workload when the agent exits (baton dev uses this)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var err error
+	if cfg.Labels, err = nodeagent.ParseLabels(*labels); err != nil {
+		return fmt.Errorf("--labels: %w", err)
+	}
+	if cfg.Logger, err = newLogger(stderr, *level); err != nil {
+		return err
+	}
+	agent, err := nodeagent.New(cfg)
+	if err != nil {
+		return err
+	}
+	return agent.Run(ctx)
+}

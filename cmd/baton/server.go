@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/batonhq/baton/natsbus"
+	"github.com/batonhq/baton/placement"
+	"github.com/batonhq/baton/scheduler"
+	"github.com/batonhq/baton/scheduler/httpapi"
+	"github.com/batonhq/baton/scheduler/store"
+)
+
+// serverConfig is what `baton server` (and `baton dev`) run with.
+type serverConfig struct {
+	API        string
+	DataDir    string
+	NATSURL    string // empty: embed a NATS server
+	NATSListen string
+	KVReplicas int
+	Strategy   string
+}
+
+func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("server", "[flags]", `Run the scheduler and its REST API. By default it embeds a NATS server with
+JetStream (data under --data-dir) that agents connect to at --nats-listen.
+Give --nats to use an existing NATS deployment instead (a cluster with
+replicated JetStream in production).`, stderr)
+	var cfg serverConfig
+	fs.StringVar(&cfg.API, "api", "127.0.0.1:7480", "address of the REST API")
+	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/baton/server", "directory for the server's data (the embedded JetStream store)")
+	fs.StringVar(&cfg.NATSURL, "nats", "", "URL of an existing NATS deployment; empty embeds one")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "where the embedded NATS server listens for agents")
+	fs.IntVar(&cfg.KVReplicas, "kv-replicas", 1, "JetStream replicas of the desired-state bucket (3 on a NATS cluster)")
+	fs.StringVar(&cfg.Strategy, "strategy", "binpack", "cluster default placement strategy: binpack or spread")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *level)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, log, func(api, natsURL string) {
+		fmt.Fprintf(stdout, "baton server: API http://%s, NATS %s\n", api, natsURL)
+	})
+}
+
+// serve runs a server until ctx ends. ready is called once the API listens.
+func serve(ctx context.Context, cfg serverConfig, log *slog.Logger, ready func(api, natsURL string)) error {
+	if cfg.Strategy != string(placement.BinPack) && cfg.Strategy != string(placement.Spread) {
+		return fmt.Errorf("--strategy %q: use binpack or spread", cfg.Strategy)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data dir: %w (choose another with --data-dir)", err)
+	}
+	natsURL := cfg.NATSURL
+	if natsURL == "" {
+		emb, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{
+			Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.DataDir, "jetstream"), ServerName: "baton-server",
+		})
+		if err != nil {
+			return err
+		}
+		defer emb.Shutdown()
+		natsURL = emb.URL()
+		log.Info("embedded NATS started", "url", natsURL, "store", filepath.Join(cfg.DataDir, "jetstream"))
+	}
+	nc, err := natsbus.Connect(natsURL, "baton-server")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	kv, err := store.OpenKV(openCtx, nc, cfg.KVReplicas)
+	cancel()
+	if err != nil {
+		return err
+	}
+	srv := scheduler.New(scheduler.Config{
+		Store: kv, Agents: scheduler.NATSAgents{NC: nc}, Logger: log,
+		DefaultStrategy: placement.Strategy(cfg.Strategy),
+	})
+	if err := srv.Load(ctx); err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.API)
+	if err != nil {
+		return fmt.Errorf("REST API: %w (is another baton server running? choose another address with --api)", err)
+	}
+	httpSrv := &http.Server{Handler: httpapi.Handler(srv, log), ReadHeaderTimeout: 10 * time.Second}
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- httpSrv.Serve(ln) }()
+	runErr := make(chan error, 1)
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	go func() { runErr <- srv.Run(runCtx, nc, 0) }()
+	log.Info("REST API listening", "addr", ln.Addr().String())
+	if ready != nil {
+		ready(ln.Addr().String(), natsURL)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err = <-httpErr:
+		err = fmt.Errorf("REST API: %w", err)
+	case err = <-runErr:
+	}
+	stopRun()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if serr := httpSrv.Shutdown(shutdownCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		log.Warn("REST API shutdown", "err", serr)
+	}
+	log.Info("server stopped")
+	return err
+}

@@ -1,0 +1,5 @@
+// Package integration holds Baton's end-to-end tests: a real embedded NATS
+// server, real `baton server` and `baton agent` processes, real workloads in
+// PID namespaces and cgroups. They need root; with BATON_REQUIRE_PRIVILEGED=1
+// (as in CI) a missing capability fails the suite instead of skipping it.
+package integration

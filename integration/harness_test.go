@@ -1,0 +1,401 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// batonBin is the binary under test: $BATON_BIN (set by make test) or one
+// built by TestMain.
+var batonBin string
+
+func TestMain(m *testing.M) {
+	batonBin = os.Getenv("BATON_BIN")
+	if batonBin == "" {
+		dir, err := os.MkdirTemp("", "baton-it-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		batonBin = filepath.Join(dir, "baton")
+		out, err := exec.Command("go", "build", "-o", batonBin, "../cmd/baton").CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "building baton: %v\n%s", err, out)
+			os.Exit(1)
+		}
+		code := m.Run()
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// requirePrivileged skips a test that needs root, or fails it when CI demands
+// the capability.
+func requirePrivileged(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("BATON_REQUIRE_PRIVILEGED") == "1" {
+		t.Fatal("this test needs root (PID namespaces, cgroups) and BATON_REQUIRE_PRIVILEGED=1 is set")
+	}
+	t.Skip("needs root (PID namespaces, cgroups); set BATON_REQUIRE_PRIVILEGED=1 to make this a failure")
+}
+
+// startNATS runs an embedded NATS server with JetStream on a random loopback port.
+func startNATS(t *testing.T) string {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("embedded NATS not ready")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s.ClientURL()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func uniq() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// proc is a baton process started by a test, in its own process group and
+// killed (with its group) at cleanup.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startProc(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(batonBin, args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", name, p.out.String())
+		}
+	})
+	return p
+}
+
+// kill sends SIGKILL to the process group and waits.
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// stop sends SIGTERM and waits up to timeout.
+func (p *proc) stop(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("%s did not exit within %s of SIGTERM\n%s", p.name, timeout, p.out.String())
+	}
+}
+
+// cluster is a server and its agents, all real processes.
+type cluster struct {
+	t       *testing.T
+	natsURL string
+	api     string // http://host:port
+	apiAddr string
+	dataDir string
+	prefix  string // node name prefix, unique per test so cgroups never clash
+	server  *proc
+	agents  map[string]*proc
+}
+
+func newCluster(t *testing.T, agents int) *cluster {
+	t.Helper()
+	requirePrivileged(t)
+	c := &cluster{t: t, natsURL: startNATS(t), dataDir: t.TempDir(), prefix: "it" + uniq(), agents: map[string]*proc{}}
+	c.apiAddr = freeAddr(t)
+	c.api = "http://" + c.apiAddr
+	c.startServer()
+	for i := 1; i <= agents; i++ {
+		c.startAgent(c.node(i))
+	}
+	t.Cleanup(c.killWorkloads)
+	c.waitNodesRunning(agents)
+	return c
+}
+
+func (c *cluster) node(i int) string { return fmt.Sprintf("%s-n%d", c.prefix, i) }
+
+func (c *cluster) startServer() {
+	c.server = startProc(c.t, "server", "server", "--api", c.apiAddr, "--nats", c.natsURL,
+		"--data-dir", filepath.Join(c.dataDir, "server"), "--log-level", "debug")
+	c.eventually(20*time.Second, "the API answers", func() error {
+		_, err := c.get("/v1/health")
+		return err
+	})
+}
+
+func (c *cluster) startAgent(name string) {
+	c.agents[name] = startProc(c.t, "agent "+name, "agent", "--nats", c.natsURL, "--name", name,
+		"--data-dir", filepath.Join(c.dataDir, name), "--interval", "250ms", "--log-level", "debug")
+}
+
+// killWorkloads kills every process left in this test's cgroups, so a failed
+// test never leaks workloads.
+func (c *cluster) killWorkloads() {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/pids/baton/" + c.prefix + "-*/*/cgroup.procs")
+	for _, f := range dirs {
+		b, _ := os.ReadFile(f)
+		for _, s := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(s); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+}
+
+func (c *cluster) eventually(timeout time.Duration, what string, f func() error) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %s waiting until %s: %v", timeout, what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type response struct {
+	Status int
+	Body   []byte
+}
+
+func (r response) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("decoding %s: %v", r.Body, err)
+	}
+}
+
+func (c *cluster) do(method, path string, body any) (response, error) {
+	var rd io.Reader
+	if s, ok := body.(string); ok {
+		rd = strings.NewReader(s)
+	} else if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, c.api+path, rd)
+	if err != nil {
+		return response{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return response{Status: resp.StatusCode, Body: b}, err
+}
+
+func (c *cluster) get(path string) (response, error) { return c.do("GET", path, nil) }
+
+func (c *cluster) mustDo(method, path string, body any, wantStatus int) response {
+	c.t.Helper()
+	r, err := c.do(method, path, body)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	if r.Status != wantStatus {
+		c.t.Fatalf("%s %s: status %d, want %d: %s", method, path, r.Status, wantStatus, r.Body)
+	}
+	return r
+}
+
+type node struct {
+	Name     string `json:"name"`
+	State    string `json:"state"`
+	Capacity struct {
+		CPUs      int   `json:"cpus"`
+		CPUMillis int64 `json:"cpu_millis"`
+		MemoryMB  int64 `json:"memory_mb"`
+	} `json:"capacity"`
+	Headroom struct {
+		CPUMillis int64 `json:"cpu_millis"`
+		MemoryMB  int64 `json:"memory_mb"`
+		DiskMB    int64 `json:"disk_mb"`
+	} `json:"headroom"`
+}
+
+type workload struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Node    string `json:"node"`
+	State   string `json:"state"`
+	HostPID int    `json:"host_pid"`
+}
+
+func (c *cluster) nodes() []node {
+	c.t.Helper()
+	var v struct{ Nodes []node }
+	c.mustDo("GET", "/v1/nodes", nil, 200).decode(c.t, &v)
+	return v.Nodes
+}
+
+func (c *cluster) workloads() []workload {
+	c.t.Helper()
+	var v struct{ Workloads []workload }
+	c.mustDo("GET", "/v1/workloads", nil, 200).decode(c.t, &v)
+	return v.Workloads
+}
+
+func (c *cluster) workload(id string) workload {
+	c.t.Helper()
+	var w workload
+	c.mustDo("GET", "/v1/workloads/"+id, nil, 200).decode(c.t, &w)
+	return w
+}
+
+func (c *cluster) waitNodesRunning(n int) {
+	c.t.Helper()
+	c.eventually(30*time.Second, fmt.Sprintf("%d nodes are running", n), func() error {
+		r, err := c.get("/v1/nodes")
+		if err != nil {
+			return err
+		}
+		var v struct{ Nodes []node }
+		if err := json.Unmarshal(r.Body, &v); err != nil {
+			return err
+		}
+		running := 0
+		for _, nd := range v.Nodes {
+			if nd.State == "running" {
+				running++
+			}
+		}
+		if running != n {
+			return fmt.Errorf("%d of %d running: %s", running, n, r.Body)
+		}
+		return nil
+	})
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && len(s) > i+2 && s[i+2] != 'Z'
+}
+
+// descendants returns pid and every process below it.
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		f := strings.Fields(s[i+1:])
+		if len(f) > 2 {
+			ppid, _ := strconv.Atoi(f[1])
+			children[ppid] = append(children[ppid], p)
+		}
+	}
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
+}
+
+// environ returns a process's environment.
+func environ(pid int) map[string]string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	env := map[string]string{}
+	for _, kv := range strings.Split(string(b), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return env
+}
