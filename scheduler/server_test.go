@@ -229,3 +229,22 @@ func BenchmarkHeartbeat(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "µs/heartbeat")
 }
+
+// BenchmarkHeartbeatDecodeOnly is BenchmarkHeartbeat's baseline: decoding the
+// same heartbeats without handling them.
+func BenchmarkHeartbeatDecodeOnly(b *testing.B) {
+	var payloads [][]byte
+	for i := range 100 {
+		var ws []wire.WorkloadStatus
+		for j := range 10 {
+			ws = append(ws, wire.WorkloadStatus{ID: fmt.Sprintf("w-%03d%02d", i, j), Name: "x", State: wire.StateRunning, HostPID: 1000 + j,
+				Resources: wire.Resources{CPUMillis: 100, MemoryMB: 64}})
+		}
+		payloads = append(payloads, wire.Encode(wire.Heartbeat{V: wire.Version, Node: fmt.Sprintf("n%03d", i), IntervalMS: 1000, Workloads: ws}))
+	}
+	for i := 0; b.Loop(); i++ {
+		if _, err := wire.DecodeHeartbeat(payloads[i%len(payloads)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
