@@ -1,0 +1,291 @@
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/batonhq/baton/nodeagent/metrics"
+	"github.com/batonhq/baton/nodeagent/runner"
+	"github.com/batonhq/baton/wire"
+)
+
+// DefaultInterval is the heartbeat interval unless Config.Interval is set.
+const DefaultInterval = time.Second
+
+// ErrAlreadyRun is returned by a second call of Agent.Run.
+var ErrAlreadyRun = errors.New("nodeagent: Run called twice")
+
+// flushTimeout bounds how long shutdown waits for the leave notice to reach
+// the NATS server.
+const flushTimeout = 2 * time.Second
+
+// Config configures an Agent.
+type Config struct {
+	// NATSURL is the NATS server to connect to (e.g. nats://127.0.0.1:4222),
+	// unless Conn is set. Exactly one of the two is required.
+	NATSURL string
+	// Conn is an existing connection; the agent uses it but does not close it.
+	Conn *nats.Conn
+
+	Node    string            // required: the node name (see wire.ValidNodeName)
+	DataDir string            // required: created if missing; the runner's state and logs
+	Labels  map[string]string // sent in every heartbeat (see ParseLabels)
+
+	Interval time.Duration // heartbeat interval; default DefaultInterval
+	// StopWorkloadsOnExit makes Run stop every workload before it returns.
+	// Off by default: an agent restart leaves workloads running and the next
+	// agent re-adopts them.
+	StopWorkloadsOnExit bool
+	StopGrace           time.Duration // SIGTERM→SIGKILL grace; default runner.DefaultStopGrace
+
+	Logger *slog.Logger // default: discard
+	Clock  Clock        // default: SystemClock()
+}
+
+// Agent is the node agent. Create it with New and run it with Run.
+type Agent struct {
+	cfg        Config
+	log        *slog.Logger
+	clock      Clock
+	cmdTimeout time.Duration
+	ran        atomic.Bool
+
+	mu       sync.Mutex // guards closing and inflight.Add
+	closing  bool
+	inflight sync.WaitGroup
+}
+
+// New validates cfg and creates the data dir. It connects to nothing and
+// starts nothing: Run does.
+func New(cfg Config) (*Agent, error) {
+	if err := wire.ValidNodeName(cfg.Node); err != nil {
+		return nil, fmt.Errorf("nodeagent: %w", err)
+	}
+	switch {
+	case cfg.NATSURL == "" && cfg.Conn == nil:
+		return nil, fmt.Errorf("nodeagent %s: no NATS server: set Config.NATSURL (e.g. nats://127.0.0.1:4222)", cfg.Node)
+	case cfg.NATSURL != "" && cfg.Conn != nil:
+		return nil, fmt.Errorf("nodeagent %s: both Config.NATSURL and Config.Conn are set: set one", cfg.Node)
+	}
+	if cfg.DataDir == "" {
+		return nil, fmt.Errorf("nodeagent %s: Config.DataDir is required", cfg.Node)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("nodeagent %s: data dir: %w", cfg.Node, err)
+	}
+	if err := ValidateLabels(cfg.Labels); err != nil {
+		return nil, fmt.Errorf("nodeagent %s: %w", cfg.Node, err)
+	}
+	cfg.Labels = maps.Clone(cfg.Labels)
+	if cfg.Interval < 0 {
+		return nil, fmt.Errorf("nodeagent %s: negative heartbeat interval %v", cfg.Node, cfg.Interval)
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = runner.DefaultStopGrace
+	}
+	a := &Agent{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		clock: cfg.Clock,
+		// A stop may take the whole grace period, then killing and cgroup
+		// removal; a start is quick unless the machine is very busy.
+		cmdTimeout: cfg.StopGrace + 30*time.Second,
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	a.log = a.log.With("node", cfg.Node)
+	if a.clock == nil {
+		a.clock = SystemClock()
+	}
+	return a, nil
+}
+
+// Run runs the agent until ctx ends: it re-adopts the workloads of its data
+// dir, connects to NATS (retrying forever, also for the first connection),
+// serves commands and sends heartbeats. When ctx ends it stops serving,
+// waits for the commands in progress, stops all workloads if
+// Config.StopWorkloadsOnExit, announces its leave and returns nil. It returns
+// an error only if it cannot start.
+func (a *Agent) Run(ctx context.Context) error {
+	if !a.ran.CompareAndSwap(false, true) {
+		return ErrAlreadyRun
+	}
+	r, err := runner.New(runner.Config{
+		DataDir:   a.cfg.DataDir,
+		Node:      a.cfg.Node,
+		Logger:    a.log,
+		StopGrace: a.cfg.StopGrace,
+	})
+	if err != nil {
+		return fmt.Errorf("nodeagent %s: %w", a.cfg.Node, err)
+	}
+	defer r.Close()
+
+	nc := a.cfg.Conn
+	if nc == nil {
+		nc, err = a.connect()
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+	}
+	subject := wire.SubjectCommand(a.cfg.Node)
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) { a.dispatch(ctx, r, m) })
+	if err != nil {
+		return fmt.Errorf("nodeagent %s: subscribe to %s: %w", a.cfg.Node, subject, err)
+	}
+	a.log.Info("node agent running", "commands", subject, "interval", a.cfg.Interval)
+
+	sampler := metrics.NewSampler(a.cfg.DataDir)
+	ticker := a.clock.NewTicker(a.cfg.Interval)
+	defer ticker.Stop()
+beating:
+	for seq := uint64(1); ; seq++ {
+		a.heartbeat(ctx, nc, sampler, r, seq)
+		select {
+		case <-ticker.C():
+		case <-ctx.Done():
+			break beating
+		}
+	}
+
+	a.log.Info("node agent shutting down")
+	if err := sub.Unsubscribe(); err != nil {
+		a.log.Warn("unsubscribing from commands", "err", err)
+	}
+	a.mu.Lock()
+	a.closing = true
+	a.mu.Unlock()
+	a.inflight.Wait()
+
+	// Stop the workloads before announcing the leave, so that a server that
+	// reschedules them on the leave never runs two copies.
+	if a.cfg.StopWorkloadsOnExit {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cmdTimeout)
+		if err := r.StopAll(sctx); err != nil {
+			a.log.Error("stopping workloads on exit", "err", err)
+		}
+		cancel()
+	}
+	leave := wire.Leave{V: wire.Version, Node: a.cfg.Node}
+	if err := nc.Publish(wire.SubjectLeave(a.cfg.Node), wire.Encode(leave)); err != nil {
+		a.log.Warn("publishing leave", "err", err)
+	} else if err := nc.FlushTimeout(flushTimeout); err != nil {
+		a.log.Warn("flushing leave", "err", err)
+	}
+	return nil
+}
+
+func (a *Agent) connect() (*nats.Conn, error) {
+	log := a.log
+	nc, err := nats.Connect(a.cfg.NATSURL,
+		nats.Name("baton-agent "+a.cfg.Node),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(time.Second),
+		nats.ConnectHandler(func(c *nats.Conn) { log.Info("connected to NATS", "url", c.ConnectedUrlRedacted()) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("disconnected from NATS", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("reconnected to NATS", "url", c.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
+			subj := ""
+			if s != nil {
+				subj = s.Subject
+			}
+			log.Error("NATS error", "subject", subj, "err", err)
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("nodeagent %s: connect to NATS at %s: %w", a.cfg.Node, a.cfg.NATSURL, err)
+	}
+	return nc, nil
+}
+
+func (a *Agent) heartbeat(ctx context.Context, nc *nats.Conn, s *metrics.Sampler, r *runner.Runner, seq uint64) {
+	capacity, headroom, err := s.Sample(ctx)
+	if err != nil && ctx.Err() == nil {
+		a.log.Warn("measuring headroom", "err", err)
+	}
+	hb := wire.Heartbeat{
+		V:          wire.Version,
+		Node:       a.cfg.Node,
+		Seq:        seq,
+		SentAt:     a.clock.Now().UTC(),
+		IntervalMS: a.cfg.Interval.Milliseconds(),
+		Labels:     a.cfg.Labels,
+		Capacity:   capacity,
+		Headroom:   headroom,
+		Workloads:  r.List(),
+	}
+	if err := nc.Publish(wire.SubjectHeartbeat(a.cfg.Node), wire.Encode(hb)); err != nil {
+		a.log.Warn("publishing heartbeat", "seq", seq, "err", err)
+	}
+}
+
+// dispatch runs on the subscription's goroutine: it hands each command to a
+// goroutine of its own, so that a stop waiting out its grace period does not
+// hold up the commands behind it.
+func (a *Agent) dispatch(ctx context.Context, r *runner.Runner, m *nats.Msg) {
+	a.mu.Lock()
+	if a.closing {
+		a.mu.Unlock()
+		a.respond(m, wire.CommandReply{V: wire.Version, Error: "node agent " + a.cfg.Node + " is shutting down"})
+		return
+	}
+	a.inflight.Add(1)
+	a.mu.Unlock()
+	go func() {
+		defer a.inflight.Done()
+		a.handle(ctx, r, m)
+	}()
+}
+
+func (a *Agent) handle(ctx context.Context, r *runner.Runner, m *nats.Msg) {
+	cmd, err := wire.DecodeCommand(m.Data)
+	if err != nil {
+		a.log.Warn("malformed command", "subject", m.Subject, "bytes", len(m.Data), "err", err)
+		a.respond(m, wire.CommandReply{V: wire.Version, Error: err.Error()})
+		return
+	}
+	// A command in progress finishes even if the agent is shutting down.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cmdTimeout)
+	defer cancel()
+	var st wire.WorkloadStatus
+	switch cmd.Op {
+	case wire.OpStart:
+		st, err = r.Start(cctx, *cmd.Workload)
+	case wire.OpStop:
+		st, err = r.Stop(cctx, cmd.ID)
+	}
+	reply := wire.CommandReply{V: wire.Version, Status: &st}
+	if err != nil {
+		a.log.Warn("command failed", "op", cmd.Op, "id", st.ID, "err", err)
+		reply.Error = err.Error()
+	}
+	a.respond(m, reply)
+}
+
+func (a *Agent) respond(m *nats.Msg, reply wire.CommandReply) {
+	if m.Reply == "" {
+		return
+	}
+	if err := m.Respond(wire.Encode(reply)); err != nil {
+		a.log.Warn("replying to command", "err", err)
+	}
+}

@@ -1,0 +1,11 @@
+// Package nodeagent owns the node agent daemon: the process on every node
+// that connects to NATS, reports the node with a heartbeat every interval
+// (measured capacity and headroom, labels, the status of its workloads),
+// serves the server's start and stop commands for its workloads, and
+// announces an orderly shutdown with a leave message. Subjects and messages
+// are those of package wire.
+//
+// The agent wires adapters together and holds no policy: package runner runs
+// the workloads (and re-adopts them after an agent restart), package metrics
+// measures the machine. See README.md for a picture.
+package nodeagent
