@@ -204,7 +204,7 @@ func (c *cluster) startAgent(name string) {
 }
 
 // killWorkloads kills every process left in this test's cgroups, so a failed
-// test never leaks workloads.
+// test never leaks workloads, then removes the test's cgroups.
 func (c *cluster) killWorkloads() {
 	dirs, _ := filepath.Glob("/sys/fs/cgroup/pids/baton/" + c.prefix + "-*/*/cgroup.procs")
 	for _, f := range dirs {
@@ -212,6 +212,23 @@ func (c *cluster) killWorkloads() {
 		for _, s := range strings.Fields(string(b)) {
 			if pid, err := strconv.Atoi(s); err == nil {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	// Killed processes leave their cgroups at once; empty cgroups are removed
+	// leaves first (rmdir of a cgroup dir removes its control files).
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pattern := range []string{"/sys/fs/cgroup/*/baton/" + c.prefix + "-*/*", "/sys/fs/cgroup/*/baton/" + c.prefix + "-*"} {
+		groups, _ := filepath.Glob(pattern)
+		for _, g := range groups {
+			if fi, err := os.Stat(g); err != nil || !fi.IsDir() {
+				continue
+			}
+			for os.Remove(g) != nil && time.Now().Before(deadline) {
+				if _, err := os.Stat(g); err != nil {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
 		}
 	}
