@@ -222,7 +222,9 @@ func DecodeWorkloadRequest(body io.Reader) (scheduler.WorkloadRequest, error) {
 	if err := dec.Decode(&req); err != nil {
 		return scheduler.WorkloadRequest{}, fmt.Errorf("%w: malformed JSON body: %v", scheduler.ErrInvalid, err)
 	}
-	if dec.More() {
+	// Anything but JSON white space after the object is an error. dec.More
+	// is not enough: it answers false for a stray '}' or ']'.
+	if rest := bytes.TrimLeft(raw[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
 		return scheduler.WorkloadRequest{}, fmt.Errorf("%w: malformed JSON body: data after the workload object", scheduler.ErrInvalid)
 	}
 	return req, nil
@@ -245,7 +247,10 @@ func (a *api) fail(w http.ResponseWriter, status int, code, msg string) {
 // error maps a scheduler error to a status and code.
 func (a *api) error(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, scheduler.ErrInvalid):
+	case errors.Is(err, scheduler.ErrInvalid), errors.Is(err, placement.ErrInvalidRequest):
+		// placement rejects some requests that scheduler's Validate lets
+		// through (an empty label key or anti-affinity name): still the
+		// client's mistake, not an internal error.
 		a.fail(w, http.StatusBadRequest, "invalid_request", err.Error())
 	case errors.Is(err, scheduler.ErrNotFound):
 		a.fail(w, http.StatusNotFound, "not_found", err.Error())
