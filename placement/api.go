@@ -53,8 +53,8 @@ type Request struct {
 
 // Candidate is a feasible node with its score (higher is better).
 type Candidate struct {
-	Node  string
-	Score float64
+	Node  string  `json:"node"`
+	Score float64 `json:"score"`
 }
 
 // Rejection tells how many nodes one filter eliminated, and which.

@@ -86,6 +86,16 @@ func (r WorkloadRequest) Validate() error {
 			return bad("environment variable %q is invalid: names must be non-empty without '=' or NUL", k)
 		}
 	}
+	for k := range r.Constraints.Labels {
+		if k == "" {
+			return bad("constraints: a label name is empty")
+		}
+	}
+	for _, name := range r.Constraints.AntiAffinity {
+		if name == "" {
+			return bad("constraints: anti_affinity lists an empty workload name")
+		}
+	}
 	for _, n := range append(append([]string{}, r.Constraints.Nodes...), r.Constraints.AvoidNodes...) {
 		if err := wire.ValidNodeName(n); err != nil {
 			return bad("constraints: %v", err)

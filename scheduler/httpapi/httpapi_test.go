@@ -370,7 +370,7 @@ func TestBadWorkloadRequests(t *testing.T) {
 		{"env name with =", `{"name":"web","command":["/bin/true"],"env":{"A=B":"c"}}`, `environment variable "A=B" is invalid`},
 		{"constraint node with a dot", `{"name":"web","command":["/bin/true"],"constraints":{"nodes":["n1.example"]}}`, `node name "n1.example" is invalid`},
 		{"avoided node is a wildcard", `{"name":"web","command":["/bin/true"],"constraints":{"avoid_nodes":["*"]}}`, `node name "*" is invalid`},
-		{"empty label key", `{"name":"web","command":["/bin/true"],"constraints":{"labels":{"":"a"}}}`, "empty key"},
+		{"empty label key", `{"name":"web","command":["/bin/true"],"constraints":{"labels":{"":"a"}}}`, "label name is empty"},
 		{"empty anti-affinity name", `{"name":"web","command":["/bin/true"],"constraints":{"anti_affinity":[""]}}`, "empty workload name"},
 		{"body over 1 MiB", tooBig, "request body larger than 1048576 bytes"},
 	}
