@@ -141,3 +141,26 @@ func reap(pidfd int) exitResult {
 	}
 	return exitResult{}
 }
+
+// catchesSignal reports whether pid has a handler installed for sig, from
+// the SigCgt mask in /proc/PID/status.
+func catchesSignal(pid int, sig unix.Signal) (bool, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false, err
+	}
+	return sigCaught(b, sig)
+}
+
+func sigCaught(status []byte, sig unix.Signal) (bool, error) {
+	for _, line := range strings.Split(string(status), "\n") {
+		if mask, ok := strings.CutPrefix(line, "SigCgt:"); ok {
+			v, err := strconv.ParseUint(strings.TrimSpace(mask), 16, 64)
+			if err != nil {
+				return false, fmt.Errorf("parsing SigCgt %q: %w", mask, err)
+			}
+			return v&(1<<(uint(sig)-1)) != 0, nil
+		}
+	}
+	return false, errors.New("no SigCgt line in /proc status")
+}

@@ -585,8 +585,8 @@ func (r *Runner) signal(w *workload, sig unix.Signal) error {
 // an unknown id succeeds with state stopped. If ctx ends first, SIGKILL has
 // been sent and the workload stays known; Stop can be called again.
 //
-// A PID 1 ignores SIGTERM unless it handles it, so a workload without a
-// handler always takes the grace period to stop.
+// A PID 1 ignores SIGTERM unless it handles it, so a workload whose PID 1
+// has no SIGTERM handler (per /proc/PID/status) is killed without waiting.
 func (r *Runner) Stop(ctx context.Context, id string) (wire.WorkloadStatus, error) {
 	for {
 		r.mu.Lock()
@@ -643,10 +643,16 @@ func (r *Runner) terminate(ctx context.Context, w *workload) error {
 	select {
 	case <-w.exited:
 	default:
+		grace := r.cfg.StopGrace
+		if caught, err := catchesSignal(pid, unix.SIGTERM); err == nil && !caught {
+			// PID 1 of a namespace never receives a signal it has no
+			// handler for: SIGTERM would be dropped, so do not wait for it.
+			grace = 0
+		}
 		if err := r.signal(w, unix.SIGTERM); err != nil {
 			return fmt.Errorf("stop workload %q: %w", id, err)
 		}
-		t := time.NewTimer(r.cfg.StopGrace)
+		t := time.NewTimer(grace)
 		select {
 		case <-w.exited:
 		case <-t.C:
