@@ -28,13 +28,42 @@ type Config struct {
 	JoinHeartbeats int
 	// SuspectAfter is how many intervals of silence make a running node suspect.
 	SuspectAfter float64
-	// DownAfter is how many intervals of silence make a node down.
+	// DownAfter is how many intervals of silence make a node down. With
+	// RequireProbe it applies only to exiting nodes (an orderly leave needs
+	// no evidence); a suspect node goes down only when a probe fails.
 	DownAfter float64
+	// RequireProbe declares a node down only on evidence: when a node
+	// becomes suspect the table asks for a direct probe (Step returns a
+	// Probe), and the node goes down only when the caller reports the probe
+	// failed (ProbeResult) or no answer came within ProbeTimeout. A node
+	// whose probe answers stays suspect (no new work, nothing failed over)
+	// and is probed again every ProbeEvery until it beats or a probe fails.
+	// False keeps the silence-only rule of DownAfter.
+	RequireProbe bool
+	// ProbeTimeout is how long a probe may go unanswered before it counts
+	// as failed.
+	ProbeTimeout time.Duration
+	// ProbeEvery is how long after an answered probe a still-silent
+	// suspect node is probed again.
+	ProbeEvery time.Duration
 }
 
-// DefaultConfig returns the timing rules used by baton server.
+// DefaultConfig returns the timing rules used by baton server today:
+// silence alone, 1 s heartbeats, suspect after 3 s, down after 6 s. Its probe
+// fields only fill in zeros; RequireProbe stays off.
 func DefaultConfig() Config {
-	return Config{DefaultInterval: time.Second, JoinHeartbeats: 2, SuspectAfter: 3, DownAfter: 6}
+	return Config{DefaultInterval: time.Second, JoinHeartbeats: 2, SuspectAfter: 3, DownAfter: 6,
+		ProbeTimeout: 300 * time.Millisecond, ProbeEvery: 500 * time.Millisecond}
+}
+
+// FailoverConfig returns the timing rules for failover on evidence, sized for
+// a node's death to be confirmed within about 1.1 s so that fencing and a
+// restart elsewhere fit in a 2 s budget: 250 ms heartbeats, suspect after 3
+// missed (750 ms), then a direct probe that must answer within 300 ms. Ticks
+// must come at least every 50 ms for these bounds to hold.
+func FailoverConfig() Config {
+	return Config{DefaultInterval: 250 * time.Millisecond, JoinHeartbeats: 2, SuspectAfter: 3, DownAfter: 6,
+		RequireProbe: true, ProbeTimeout: 300 * time.Millisecond, ProbeEvery: 500 * time.Millisecond}
 }
 
 // Member is what the table knows about one node.
@@ -44,7 +73,31 @@ type Member struct {
 	Since         time.Time     // when State was entered
 	LastHeartbeat time.Time     // zero if it never beat
 	Interval      time.Duration // the node's reported heartbeat interval
-	beats         int           // heartbeats since it last (re)joined
+	// ProbeSent is when the outstanding probe was asked for (zero if none).
+	ProbeSent time.Time
+	// ProbeAnswered is when a probe last answered while the node was silent.
+	ProbeAnswered time.Time
+	beats         int // heartbeats since it last (re)joined
+}
+
+// Probe asks the caller to check node directly (e.g. a TCP or ICMP probe of
+// its agent on a path other than the heartbeat) and to report the outcome
+// with ProbeResult before Deadline; no answer by then counts as failed.
+type Probe struct {
+	Node     string
+	At       time.Time
+	Deadline time.Time
+	Reason   string
+}
+
+func (p Probe) String() string {
+	return fmt.Sprintf("probe %s by %s (%s)", p.Node, p.Deadline.Sub(p.At), p.Reason)
+}
+
+// Update is what one step of the table produced.
+type Update struct {
+	Transitions []Transition
+	Probes      []Probe
 }
 
 // Transition is one state change, with why it happened.
@@ -86,6 +139,12 @@ func NewTable(cfg Config) *Table {
 	if cfg.DownAfter <= cfg.SuspectAfter {
 		cfg.DownAfter = max(def.DownAfter, cfg.SuspectAfter*2)
 	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = def.ProbeTimeout
+	}
+	if cfg.ProbeEvery <= 0 {
+		cfg.ProbeEvery = def.ProbeEvery
+	}
 	return &Table{cfg: cfg, members: map[string]*Member{}}
 }
 
@@ -95,6 +154,7 @@ func (t *Table) set(m *Member, to State, now time.Time, reason string, out []Tra
 	}
 	out = append(out, Transition{Node: m.Name, From: m.State, To: to, At: now, Reason: reason})
 	m.State, m.Since = to, now
+	m.ProbeSent, m.ProbeAnswered = time.Time{}, time.Time{}
 	return out
 }
 
@@ -135,23 +195,64 @@ func (t *Table) Leave(node string, now time.Time) []Transition {
 	return t.set(m, Exiting, now, "left in order", nil)
 }
 
-// Tick applies the silence rules at time now.
+// Tick applies the silence rules at time now. With RequireProbe, use Step
+// instead: Tick drops the probes it asks for.
 func (t *Table) Tick(now time.Time) []Transition {
-	var out []Transition
+	return t.Step(now).Transitions
+}
+
+// Step applies the silence and probe rules at time now and returns the
+// transitions and the probes the caller must now send.
+func (t *Table) Step(now time.Time) Update {
+	var up Update
 	for _, name := range t.names() {
 		m := t.members[name]
 		silent := now.Sub(m.LastHeartbeat)
 		suspectAt := time.Duration(t.cfg.SuspectAfter * float64(m.Interval))
 		downAt := time.Duration(t.cfg.DownAfter * float64(m.Interval))
+		quiet := fmt.Sprintf("no heartbeat for %s", silent.Round(time.Millisecond))
 		switch {
 		case m.State == Down:
+		case t.cfg.RequireProbe && m.State != Exiting:
+			if silent >= suspectAt && (m.State == Running || m.State == Joining) {
+				up.Transitions = t.set(m, Suspect, now, quiet, up.Transitions)
+			}
+			if m.State != Suspect {
+				continue
+			}
+			switch {
+			case !m.ProbeSent.IsZero() && now.Sub(m.ProbeSent) >= t.cfg.ProbeTimeout:
+				up.Transitions = t.set(m, Down, now, fmt.Sprintf("%s and probe unanswered for %s", quiet, now.Sub(m.ProbeSent).Round(time.Millisecond)), up.Transitions)
+			case m.ProbeSent.IsZero() && (m.ProbeAnswered.IsZero() || now.Sub(m.ProbeAnswered) >= t.cfg.ProbeEvery):
+				m.ProbeSent = now
+				up.Probes = append(up.Probes, Probe{Node: m.Name, At: now, Deadline: now.Add(t.cfg.ProbeTimeout), Reason: quiet})
+			}
 		case silent >= downAt:
-			out = t.set(m, Down, now, fmt.Sprintf("no heartbeat for %s", silent.Round(time.Millisecond)), out)
+			up.Transitions = t.set(m, Down, now, quiet, up.Transitions)
 		case silent >= suspectAt && (m.State == Running || m.State == Joining):
-			out = t.set(m, Suspect, now, fmt.Sprintf("no heartbeat for %s", silent.Round(time.Millisecond)), out)
+			up.Transitions = t.set(m, Suspect, now, quiet, up.Transitions)
 		}
 	}
-	return out
+	return up
+}
+
+// ProbeResult records the outcome of the probe asked for node: ok means the
+// node answered (it is alive but slow to beat, so it is not failed over); a
+// failed probe of a suspect node declares it down. A result with no probe
+// outstanding is ignored.
+func (t *Table) ProbeResult(node string, ok bool, now time.Time) []Transition {
+	m, found := t.members[node]
+	if !found || m.State != Suspect || m.ProbeSent.IsZero() {
+		return nil
+	}
+	sent := m.ProbeSent
+	m.ProbeSent = time.Time{}
+	if ok {
+		m.ProbeAnswered = now
+		return nil
+	}
+	return t.set(m, Down, now, fmt.Sprintf("no heartbeat for %s and probe failed after %s",
+		now.Sub(m.LastHeartbeat).Round(time.Millisecond), now.Sub(sent).Round(time.Millisecond)), nil)
 }
 
 // Get returns the member called name.

@@ -16,8 +16,9 @@ var update = flag.Bool("update", false, "rewrite the golden scripts' expected ou
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // TestScripts runs the scenarios in testdata/*.txt. Each line before "----" is
-// an event: "hb NODE AT [INTERVAL]", "leave NODE AT" or "tick AT", with times
-// as durations since an epoch; everything after "----" is the transitions and
+// an event: "hb NODE AT [INTERVAL]", "leave NODE AT", "tick AT" or
+// "probe NODE AT ok|failed", with times as durations since an epoch (a first
+// line "config failover" selects FailoverConfig instead of DefaultConfig); everything after "----" is the transitions and
 // the final table the events must produce. Run with -update to regenerate.
 func TestScripts(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.txt")
@@ -64,7 +65,13 @@ func runScript(t *testing.T, script string) string {
 			return epoch.Add(d)
 		}
 		var tr []Transition
+		var probes []Probe
 		switch {
+		case f[0] == "config" && len(f) == 2 && f[1] == "failover":
+			tab = NewTable(FailoverConfig())
+			continue
+		case f[0] == "probe" && len(f) == 4 && (f[3] == "ok" || f[3] == "failed"):
+			tr = tab.ProbeResult(f[1], f[3] == "ok", at(f[2]))
 		case f[0] == "hb" && len(f) >= 3:
 			var iv time.Duration
 			if len(f) == 4 {
@@ -74,12 +81,16 @@ func runScript(t *testing.T, script string) string {
 		case f[0] == "leave" && len(f) == 3:
 			tr = tab.Leave(f[1], at(f[2]))
 		case f[0] == "tick" && len(f) == 2:
-			tr = tab.Tick(at(f[1]))
+			up := tab.Step(at(f[1]))
+			tr, probes = up.Transitions, up.Probes
 		default:
 			t.Fatalf("bad script line %q", line)
 		}
 		for _, x := range tr {
 			fmt.Fprintf(&b, "%s: %s\n", line, x)
+		}
+		for _, p := range probes {
+			fmt.Fprintf(&b, "%s: %s\n", line, p)
 		}
 	}
 	b.WriteString("final:\n")
@@ -162,5 +173,78 @@ func TestLeaveOfUnknownNodeIsIgnored(t *testing.T) {
 	}
 	if len(tb.List()) != 0 {
 		t.Fatal("unknown node was added")
+	}
+}
+
+func TestProbe(t *testing.T) {
+	ms := func(n int) time.Time { return epoch.Add(time.Duration(n) * time.Millisecond) }
+	start := func() *Table {
+		tb := NewTable(FailoverConfig())
+		tb.Heartbeat("n1", 0, ms(0))
+		tb.Heartbeat("n1", 0, ms(250))
+		return tb
+	}
+	tests := []struct {
+		name  string
+		steps func(*testing.T, *Table)
+		want  State
+	}{
+		{"silence alone only suspects", func(t *testing.T, tb *Table) {
+			up := tb.Step(ms(1000))
+			if len(up.Probes) != 1 || up.Probes[0].Node != "n1" || !up.Probes[0].Deadline.Equal(ms(1300)) {
+				t.Fatalf("probes %v, want one for n1 due at 1.3s", up.Probes)
+			}
+			if up := tb.Step(ms(1100)); len(up.Probes) != 0 {
+				t.Fatalf("a second probe while one is outstanding: %v", up.Probes)
+			}
+		}, Suspect},
+		{"failed probe downs", func(t *testing.T, tb *Table) {
+			tb.Step(ms(1000))
+			if tr := tb.ProbeResult("n1", false, ms(1050)); len(tr) != 1 || tr[0].To != Down {
+				t.Fatalf("transitions %v, want down", tr)
+			}
+		}, Down},
+		{"unanswered probe downs at its deadline", func(t *testing.T, tb *Table) {
+			tb.Step(ms(1000))
+			tb.Step(ms(1299))
+			if m, _ := tb.Get("n1"); m.State != Suspect {
+				t.Fatalf("down before the probe deadline")
+			}
+			tb.Step(ms(1300))
+		}, Down},
+		{"busy node answers and is never failed over", func(t *testing.T, tb *Table) {
+			now := 1000
+			for i := 0; i < 100; i++ { // a minute of silence, answering every probe
+				for _, p := range tb.Step(ms(now)).Probes {
+					tb.ProbeResult(p.Node, true, ms(now+100))
+				}
+				now += 600
+			}
+		}, Suspect},
+		{"heartbeat after an answered probe runs again", func(t *testing.T, tb *Table) {
+			tb.Step(ms(1000))
+			tb.ProbeResult("n1", true, ms(1100))
+			tb.Heartbeat("n1", 0, ms(1200))
+		}, Running},
+		{"stale probe result ignored", func(t *testing.T, tb *Table) {
+			tb.Step(ms(1000))
+			tb.Heartbeat("n1", 0, ms(1100))
+			tb.ProbeResult("n1", false, ms(1150))
+		}, Running},
+		{"exiting node goes down on silence without a probe", func(t *testing.T, tb *Table) {
+			tb.Leave("n1", ms(300))
+			if up := tb.Step(ms(2000)); len(up.Probes) != 0 {
+				t.Fatalf("probed an exiting node: %v", up.Probes)
+			}
+		}, Down},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := start()
+			tc.steps(t, tb)
+			if m, _ := tb.Get("n1"); m.State != tc.want {
+				t.Fatalf("n1 is %s, want %s", m.State, tc.want)
+			}
+		})
 	}
 }
