@@ -192,9 +192,22 @@ func (c *cluster) node(i int) string { return fmt.Sprintf("%s-n%d", c.prefix, i)
 func (c *cluster) startServer() {
 	c.server = startProc(c.t, "server", "server", "--api", c.apiAddr, "--nats", c.natsURL,
 		"--data-dir", filepath.Join(c.dataDir, "server"), "--log-level", "debug")
-	c.eventually(20*time.Second, "the API answers", func() error {
-		_, err := c.get("/v1/health")
-		return err
+	c.waitLeader(20 * time.Second)
+}
+
+// waitLeader waits until the API at c.api answers as the leader.
+func (c *cluster) waitLeader(timeout time.Duration) {
+	c.t.Helper()
+	c.eventually(timeout, "the server at "+c.api+" leads", func() error {
+		r, err := c.get("/v1/health")
+		if err != nil {
+			return err
+		}
+		var h struct{ Leader bool }
+		if err := json.Unmarshal(r.Body, &h); err != nil || !h.Leader {
+			return fmt.Errorf("not leading: %s", r.Body)
+		}
+		return nil
 	})
 }
 

@@ -59,6 +59,8 @@ type Agent struct {
 	cmdTimeout time.Duration
 	ran        atomic.Bool
 
+	epochs *epochGuard
+
 	mu       sync.Mutex // guards closing and inflight.Add
 	closing  bool
 	inflight sync.WaitGroup
@@ -95,7 +97,12 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = runner.DefaultStopGrace
 	}
+	epochs, err := loadEpochGuard(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("nodeagent %s: %w", cfg.Node, err)
+	}
 	a := &Agent{
+		epochs: epochs,
 		cfg:   cfg,
 		log:   cfg.Logger,
 		clock: cfg.Clock,
@@ -260,6 +267,11 @@ func (a *Agent) handle(ctx context.Context, r *runner.Runner, m *nats.Msg) {
 	cmd, err := wire.DecodeCommand(m.Data)
 	if err != nil {
 		a.log.Warn("malformed command", "subject", m.Subject, "bytes", len(m.Data), "err", err)
+		a.respond(m, wire.CommandReply{V: wire.Version, Error: err.Error()})
+		return
+	}
+	if err := a.epochs.admit(cmd.Epoch); err != nil {
+		a.log.Warn("refusing command", "op", cmd.Op, "err", err)
 		a.respond(m, wire.CommandReply{V: wire.Version, Error: err.Error()})
 		return
 	}

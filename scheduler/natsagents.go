@@ -13,10 +13,16 @@ import (
 // NATSAgents sends commands to agents over NATS request/reply.
 type NATSAgents struct {
 	NC *nats.Conn
+	// Epoch gives the leadership epoch to stamp on each command (see
+	// Server.Epoch); nil sends 0.
+	Epoch func() uint64
 }
 
 func (a NATSAgents) request(ctx context.Context, node string, cmd wire.Command) (wire.WorkloadStatus, error) {
 	cmd.V = wire.Version
+	if a.Epoch != nil {
+		cmd.Epoch = a.Epoch()
+	}
 	msg, err := a.NC.RequestWithContext(ctx, wire.SubjectCommand(node), wire.Encode(cmd))
 	if err != nil {
 		return wire.WorkloadStatus{}, fmt.Errorf("%s command to node %s: %w (is its agent running?)", cmd.Op, node, err)
@@ -70,10 +76,19 @@ func (s *Server) Run(ctx context.Context, nc *nats.Conn, tick time.Duration) err
 	}
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
+	refresh := time.NewTicker(time.Second)
+	defer refresh.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-refresh.C:
+			// A follower answers reads from the store's latest state.
+			if leader, _, _ := s.Leadership(); !leader {
+				if err := s.Load(ctx); err != nil {
+					s.log.Warn("follower refreshing desired state", "err", err)
+				}
+			}
 		case <-ticker.C:
 			s.Tick()
 		case m := <-msgs:

@@ -20,6 +20,8 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrConflict marks a request that clashes with existing state (a name in use).
 	ErrConflict = errors.New("conflict")
+	// ErrNotLeader marks a change sent to a server that does not lead.
+	ErrNotLeader = errors.New("not the leader")
 	// ErrAgent marks a node agent that refused or failed a command.
 	ErrAgent = errors.New("agent error")
 	// ErrNoFit is placement.ErrNoFit: no node can take the workload.

@@ -44,6 +44,10 @@ type Config struct {
 	DefaultStrategy placement.Strategy // cluster default; BinPack if empty
 	// CommandTimeout bounds one start or stop command to an agent.
 	CommandTimeout time.Duration
+	// AwaitLeadership makes the server start as a follower that acts only
+	// once SetLeadership says it leads (several servers share a lease). By
+	// default a server leads from the start, with epoch 0.
+	AwaitLeadership bool
 }
 
 // NodeView is a node as the API shows it.
@@ -71,8 +75,11 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 
-	mu        sync.Mutex
-	members   *membership.Table
+	mu         sync.Mutex
+	leader     bool   // this server may act
+	epoch      uint64 // its fencing token while leader
+	leaderName string // who leads, as far as known
+	members    *membership.Table
 	reports   map[string]nodeReport
 	workloads map[string]store.Workload
 	byNode    map[string]map[string]bool // node → ids of the workloads placed there
@@ -94,6 +101,7 @@ func New(cfg Config) *Server {
 		cfg.CommandTimeout = 15 * time.Second
 	}
 	return &Server{
+		leader:    !cfg.AwaitLeadership,
 		cfg:       cfg,
 		log:       cfg.Logger,
 		members:   membership.NewTable(cfg.Membership),
@@ -104,7 +112,8 @@ func New(cfg Config) *Server {
 	}
 }
 
-// Load reads the desired state from the store.
+// Load reads the desired state from the store, replacing what the server
+// had cached (a follower's cache, or a former leader's, may be stale).
 func (s *Server) Load(ctx context.Context) error {
 	list, err := s.cfg.Store.List(ctx)
 	if err != nil {
@@ -112,11 +121,54 @@ func (s *Server) Load(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.workloads, s.byNode = map[string]store.Workload{}, map[string]map[string]bool{}
 	for _, w := range list {
 		s.cacheLocked(w)
 	}
-	s.log.Info("loaded desired state", "workloads", len(list))
+	s.log.Debug("loaded desired state", "workloads", len(list))
 	return nil
+}
+
+// SetLeadership tells the server whether it leads (and with which epoch) or
+// who does. A new leader reloads the desired state before it acts.
+func (s *Server) SetLeadership(ctx context.Context, leader bool, epoch uint64, holder string) error {
+	if leader {
+		if err := s.Load(ctx); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.leader, s.epoch, s.leaderName = leader, epoch, holder
+	return nil
+}
+
+// Leadership reports whether this server leads, its epoch, and the leader's name.
+func (s *Server) Leadership() (leader bool, epoch uint64, holder string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leader, s.epoch, s.leaderName
+}
+
+// Epoch is the fencing token to put on commands (0 while not leading).
+func (s *Server) Epoch() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.leader {
+		return 0
+	}
+	return s.epoch
+}
+
+func (s *Server) notLeaderLocked() error {
+	if s.leader {
+		return nil
+	}
+	who := s.leaderName
+	if who == "" {
+		who = "not yet elected"
+	}
+	return fmt.Errorf("%w: this server is a follower (leader: %s); send changes to the leader's API or retry", ErrNotLeader, who)
 }
 
 // HandleHeartbeat records a heartbeat and reconciles the node with it.
@@ -127,6 +179,10 @@ func (s *Server) HandleHeartbeat(ctx context.Context, hb wire.Heartbeat) {
 		s.log.Info("node state", "node", t.Node, "from", t.From, "to", t.To, "reason", t.Reason)
 	}
 	s.reports[hb.Node] = nodeReport{hb: hb}
+	if !s.leader {
+		s.mu.Unlock()
+		return // followers keep their node table warm but never act
+	}
 	m, _ := s.members.Get(hb.Node)
 	updates, actions := reconcile(hb.Node, m.State == membership.Running, hb.Workloads, s.relevantLocked(hb))
 	for _, u := range updates {
@@ -330,6 +386,10 @@ func (s *Server) CreateWorkload(ctx context.Context, req WorkloadRequest) (store
 	}
 	now := s.cfg.Clock.Now()
 	s.mu.Lock()
+	if err := s.notLeaderLocked(); err != nil {
+		s.mu.Unlock()
+		return store.Workload{}, err
+	}
 	for _, w := range s.workloads {
 		if w.Name == req.Name && w.Desired == store.DesiredRunning {
 			s.mu.Unlock()
@@ -384,6 +444,10 @@ func (s *Server) CreateWorkload(ctx context.Context, req WorkloadRequest) (store
 // marked deleted, until the node confirms.
 func (s *Server) DeleteWorkload(ctx context.Context, id string) (w store.Workload, done bool, err error) {
 	s.mu.Lock()
+	if err := s.notLeaderLocked(); err != nil {
+		s.mu.Unlock()
+		return store.Workload{}, false, err
+	}
 	w, ok := s.workloads[id]
 	if !ok {
 		s.mu.Unlock()

@@ -128,8 +128,13 @@ const (
 )
 
 // Command is a request from the server to one agent.
+//
+// Epoch is the sending server's leadership epoch (its fencing token, see
+// scheduler/lease): an agent refuses a command whose epoch is lower than the
+// highest it has seen, so a deposed leader can no longer act.
 type Command struct {
 	V        int           `json:"v"`
+	Epoch    uint64        `json:"epoch,omitempty"`
 	Op       string        `json:"op"`
 	ID       string        `json:"id,omitempty"`       // OpStop
 	Workload *WorkloadSpec `json:"workload,omitempty"` // OpStart

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -10,12 +12,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/batonhq/baton/natsbus"
 	"github.com/batonhq/baton/placement"
 	"github.com/batonhq/baton/scheduler"
 	"github.com/batonhq/baton/scheduler/httpapi"
+	"github.com/batonhq/baton/scheduler/lease"
 	"github.com/batonhq/baton/scheduler/store"
 )
 
@@ -27,6 +31,8 @@ type serverConfig struct {
 	NATSListen string
 	KVReplicas int
 	Strategy   string
+	Name       string        // this server's name in the leadership lease
+	LeaseTTL   time.Duration // how long a dead leader's lease outlives it
 }
 
 func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -41,6 +47,9 @@ replicated JetStream in production).`, stderr)
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "where the embedded NATS server listens for agents")
 	fs.IntVar(&cfg.KVReplicas, "kv-replicas", 1, "JetStream replicas of the desired-state bucket (3 on a NATS cluster)")
 	fs.StringVar(&cfg.Strategy, "strategy", "binpack", "cluster default placement strategy: binpack or spread")
+	host, _ := os.Hostname()
+	fs.StringVar(&cfg.Name, "name", host, "this server's name; with several servers one leads (see GET /v1/health)")
+	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "leadership lease TTL: a dead leader is replaced within this time")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -86,13 +95,27 @@ func serve(ctx context.Context, cfg serverConfig, log *slog.Logger, ready func(a
 	if err != nil {
 		return err
 	}
-	srv := scheduler.New(scheduler.Config{
-		Store: kv, Agents: scheduler.NATSAgents{NC: nc}, Logger: log,
-		DefaultStrategy: placement.Strategy(cfg.Strategy),
+	leaseKV, err := lease.Open(ctx, nc, cfg.LeaseTTL, cfg.KVReplicas)
+	if err != nil {
+		return err
+	}
+	var srv *scheduler.Server
+	srv = scheduler.New(scheduler.Config{
+		Store: kv, Agents: scheduler.NATSAgents{NC: nc, Epoch: func() uint64 { return srv.Epoch() }}, Logger: log,
+		DefaultStrategy: placement.Strategy(cfg.Strategy), AwaitLeadership: true,
 	})
 	if err := srv.Load(ctx); err != nil {
 		return err
 	}
+	if cfg.Name == "" {
+		cfg.Name = "baton-server"
+	}
+	// The holder is unique per process: a restarted server must not take
+	// its predecessor's lease for its own while that one may still act.
+	var suffix [3]byte
+	_, _ = rand.Read(suffix[:])
+	holder := cfg.Name + "-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(suffix[:])
+	campaign := lease.New(leaseKV, lease.Config{Holder: holder, TTL: cfg.LeaseTTL, Logger: log})
 
 	ln, err := net.Listen("tcp", cfg.API)
 	if err != nil {
@@ -105,6 +128,15 @@ func serve(ctx context.Context, cfg serverConfig, log *slog.Logger, ready func(a
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	go func() { runErr <- srv.Run(runCtx, nc, 0) }()
+	leaseDone := make(chan struct{})
+	go func() {
+		defer close(leaseDone)
+		_ = campaign.Run(runCtx, func(st lease.State) {
+			if err := srv.SetLeadership(runCtx, st.Leader, st.Epoch, st.Holder); err != nil {
+				log.Error("taking up leadership", "err", err)
+			}
+		})
+	}()
 	log.Info("REST API listening", "addr", ln.Addr().String())
 	if ready != nil {
 		ready(ln.Addr().String(), natsURL)
@@ -117,6 +149,7 @@ func serve(ctx context.Context, cfg serverConfig, log *slog.Logger, ready func(a
 	case err = <-runErr:
 	}
 	stopRun()
+	<-leaseDone // resigned: a standby server takes over at once
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if serr := httpSrv.Shutdown(shutdownCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {

@@ -35,6 +35,7 @@ type Cluster interface {
 	CreateWorkload(ctx context.Context, req scheduler.WorkloadRequest) (store.Workload, error)
 	DeleteWorkload(ctx context.Context, id string) (store.Workload, bool, error)
 	Plan(req scheduler.WorkloadRequest) (placement.Decision, error)
+	Leadership() (leader bool, epoch uint64, holder string)
 }
 
 // Error is the body of every error response.
@@ -50,7 +51,10 @@ type ErrorDetail struct {
 
 // Health is the body of GET /v1/health.
 type Health struct {
-	Status    string `json:"status"`
+	Status     string `json:"status"`
+	Leader     bool   `json:"leader"`
+	Epoch      uint64 `json:"epoch"`
+	LeaderName string `json:"leader_name"`
 	Nodes     int    `json:"nodes"`
 	Workloads int    `json:"workloads"`
 }
@@ -116,7 +120,9 @@ type api struct {
 }
 
 func (a *api) health(w http.ResponseWriter, _ *http.Request) {
-	a.reply(w, http.StatusOK, Health{Status: "ok", Nodes: len(a.c.Nodes()), Workloads: len(a.c.Workloads())})
+	leader, epoch, holder := a.c.Leadership()
+	a.reply(w, http.StatusOK, Health{Status: "ok", Leader: leader, Epoch: epoch, LeaderName: holder,
+		Nodes: len(a.c.Nodes()), Workloads: len(a.c.Workloads())})
 }
 
 func (a *api) openapi(w http.ResponseWriter, _ *http.Request) {
@@ -258,6 +264,8 @@ func (a *api) error(w http.ResponseWriter, err error) {
 		a.fail(w, http.StatusConflict, "conflict", err.Error())
 	case errors.Is(err, placement.ErrNoFit):
 		a.fail(w, http.StatusUnprocessableEntity, "no_fit", err.Error())
+	case errors.Is(err, scheduler.ErrNotLeader):
+		a.fail(w, http.StatusServiceUnavailable, "not_leader", err.Error())
 	case errors.Is(err, scheduler.ErrAgent):
 		a.fail(w, http.StatusBadGateway, "agent_error", err.Error())
 	default:

@@ -622,8 +622,8 @@ func TestWorkloadLifecycle(t *testing.T) {
 	resp.wantStatus(t, http.StatusOK)
 	var health httpapi.Health
 	resp.decode(t, &health)
-	if health != (httpapi.Health{Status: "ok", Nodes: 2, Workloads: 1}) {
-		t.Errorf("health %+v, want ok with 2 nodes and 1 workload", health)
+	if health != (httpapi.Health{Status: "ok", Leader: true, Nodes: 2, Workloads: 1}) {
+		t.Errorf("health %+v, want ok, leading, with 2 nodes and 1 workload", health)
 	}
 
 	// Delete: the node confirms, the record is gone.

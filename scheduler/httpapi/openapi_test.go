@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -747,6 +748,11 @@ func TestOpenAPIResponses(t *testing.T) {
 	h.agents.setSilent("n2", true)
 	failing := newHarness(t, twoNodes...)
 	failing.store.failPuts.Store(true)
+	follower := newHarness(t, twoNodes...)
+	followerKept := follower.create(t, `{"name":"f","command":["/bin/sleep","1000"]}`)
+	if err := follower.srv.SetLeadership(context.Background(), false, 0, "server-b"); err != nil {
+		t.Fatal(err)
+	}
 
 	cases := []struct {
 		name  string
@@ -769,6 +775,8 @@ func TestOpenAPIResponses(t *testing.T) {
 		{"create no fit", nil, route{"POST", "/v1/workloads"}, "", `{"name":"huge","command":["/bin/true"],"resources":{"memory_mb":1048576}}`, 422},
 		{"create store fails", failing, route{"POST", "/v1/workloads"}, "", validBody, 500},
 		{"create agent refuses", nil, route{"POST", "/v1/workloads"}, "", `{"name":"bad","command":["/no/such/program"]}`, 502},
+		{"create on a follower", follower, route{"POST", "/v1/workloads"}, "", validBody, 503},
+		{"delete on a follower", follower, route{"DELETE", "/v1/workloads/{id}"}, "/v1/workloads/" + followerKept.ID, "", 503},
 		{"workload", nil, route{"GET", "/v1/workloads/{id}"}, "/v1/workloads/" + kept.ID, "", 200},
 		{"unknown workload", nil, route{"GET", "/v1/workloads/{id}"}, "/v1/workloads/w-000000000000", "", 404},
 		{"delete", nil, route{"DELETE", "/v1/workloads/{id}"}, "/v1/workloads/" + delOK.ID, "", 200},
