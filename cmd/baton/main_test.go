@@ -79,7 +79,7 @@ func TestRenderStatusGolden(t *testing.T) {
 			Command: []string{"/bin/sh", "-c", "a very long command line that goes on and on and on"}},
 	}
 	var b bytes.Buffer
-	renderStatus(&b, "http://127.0.0.1:7480", now, nodes, workloads)
+	renderStatus(&b, "http://127.0.0.1:7480", "this server leads (epoch 7)", now, nodes, workloads)
 	golden := "testdata/status.golden"
 	if *update {
 		if err := os.WriteFile(golden, b.Bytes(), 0o644); err != nil {

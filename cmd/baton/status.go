@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -36,13 +37,25 @@ every workload with its node and state.`, stderr)
 	var workloads struct {
 		Workloads []store.Workload `json:"workloads"`
 	}
+	var health struct {
+		Leader     bool   `json:"leader"`
+		Epoch      uint64 `json:"epoch"`
+		LeaderName string `json:"leader_name"`
+	}
+	if err := c.get(ctx, "/v1/health", &health); err != nil {
+		return err
+	}
 	if err := c.get(ctx, "/v1/nodes", &nodes); err != nil {
 		return err
 	}
 	if err := c.get(ctx, "/v1/workloads", &workloads); err != nil {
 		return err
 	}
-	renderStatus(stdout, c.base, time.Now(), nodes.Nodes, workloads.Workloads)
+	leadership := fmt.Sprintf("this server leads (epoch %d)", health.Epoch)
+	if !health.Leader {
+		leadership = "this server follows; leader: " + cmp.Or(health.LeaderName, "none elected yet")
+	}
+	renderStatus(stdout, c.base, leadership, time.Now(), nodes.Nodes, workloads.Workloads)
 	return nil
 }
 
@@ -83,14 +96,14 @@ func (c apiClient) get(ctx context.Context, path string, into any) error {
 
 // renderStatus draws the cluster as text. It is pure so it can be tested
 // against golden output.
-func renderStatus(w io.Writer, api string, now time.Time, nodes []scheduler.NodeView, workloads []store.Workload) {
+func renderStatus(w io.Writer, api, leadership string, now time.Time, nodes []scheduler.NodeView, workloads []store.Workload) {
 	running := 0
 	for _, n := range nodes {
 		if n.State == "running" {
 			running++
 		}
 	}
-	fmt.Fprintf(w, "Cluster %s: %d nodes (%d running), %d workloads\n\n", api, len(nodes), running, len(workloads))
+	fmt.Fprintf(w, "Cluster %s: %d nodes (%d running), %d workloads; %s\n\n", api, len(nodes), running, len(workloads), leadership)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tSTATE\tCPU USED\tMEMORY USED\tLOAD1\tRESERVED\tWORKLOADS\tLAST HEARTBEAT")
 	for _, n := range nodes {
