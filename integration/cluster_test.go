@@ -235,3 +235,29 @@ func TestForeignMessagesDoNotCrashServerOrAgents(t *testing.T) {
 		}
 	}
 }
+
+func TestExitedWorkloadIsReportedWithItsExitCode(t *testing.T) {
+	c := newCluster(t, 1)
+	var w workload
+	c.mustDo("POST", "/v1/workloads", map[string]any{"name": "short", "command": []string{"/bin/sh", "-c", "sleep 0.5; exit 3"}}, 201).decode(t, &w)
+	c.eventually(15*time.Second, "the exit is reported", func() error {
+		var got struct {
+			State    string `json:"state"`
+			ExitCode *int   `json:"exit_code"`
+		}
+		c.mustDo("GET", "/v1/workloads/"+w.ID, nil, 200).decode(t, &got)
+		if got.State != "failed" || got.ExitCode == nil || *got.ExitCode != 3 {
+			return fmt.Errorf("state %s exit %v", got.State, got.ExitCode)
+		}
+		return nil
+	})
+	// An exited workload is not restarted behind the user's back.
+	time.Sleep(time.Second)
+	if got := c.workload(w.ID); got.State != "failed" {
+		t.Errorf("after exit: %+v", got)
+	}
+	c.mustDo("DELETE", "/v1/workloads/"+w.ID, nil, 200)
+	if l := c.workloads(); len(l) != 0 {
+		t.Errorf("deleted exited workload still listed: %+v", l)
+	}
+}
