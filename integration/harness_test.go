@@ -41,11 +41,51 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "building baton: %v\n%s", err, out)
 			os.Exit(1)
 		}
-		code := m.Run()
+		code := leakCheck(m.Run())
 		os.RemoveAll(dir)
 		os.Exit(code)
 	}
-	os.Exit(m.Run())
+	os.Exit(leakCheck(m.Run()))
+}
+
+// leakCheck fails the run if any baton process or workload started by these
+// tests is still alive: every test must clean up what it started.
+func leakCheck(code int) int {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		leaks := leakedProcesses()
+		if len(leaks) == 0 {
+			return code
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(os.Stderr, "leak check: processes outlived the tests:\n  %s\n", strings.Join(leaks, "\n  "))
+			for _, l := range leaks {
+				if pid, err := strconv.Atoi(strings.Fields(l)[0]); err == nil {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+			return 1
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func leakedProcesses() []string {
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() || !alive(pid) {
+			continue
+		}
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		node := environ(pid)["BATON_NODE"]
+		if exe == batonBin || strings.HasPrefix(node, "it") {
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			out = append(out, fmt.Sprintf("%d %s (node %q)", pid, strings.ReplaceAll(string(cmdline), "\x00", " "), node))
+		}
+	}
+	return out
 }
 
 // requirePrivileged skips a test that needs root, or fails it when CI demands
