@@ -1,0 +1,713 @@
+package groups
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Config holds the engine's cluster-wide rules.
+type Config struct {
+	// FenceLevels are each node's fence devices, tried in order; a node
+	// without an entry uses DefaultFenceLevels.
+	FenceLevels        map[string][]string
+	DefaultFenceLevels []string
+	// SelfFenceWait is how long after a node is declared down its groups may
+	// be recovered elsewhere without a fence confirmation, because the
+	// self-fence protocol guarantees the node stopped them by then: it must
+	// exceed the time a cut-off node takes to notice it lost quorum plus
+	// StopWithin plus a margin for clock rate. It is only sound where a node
+	// that stops running its agent also stops its workloads (a watchdog, or
+	// workloads that die with the agent); zero never recovers without a
+	// confirmed fence.
+	SelfFenceWait time.Duration
+	// StopWithin is the bound a partition that lost quorum is given to stop
+	// every resource it runs (the Deadline of SelfFence actions).
+	StopWithin time.Duration
+	// FenceRetry is how long after every fence level failed fencing starts
+	// again from level 0; zero never retries.
+	FenceRetry time.Duration
+	// FailureThreshold is the default number of failures on one node that
+	// keep a group off that node.
+	FailureThreshold int
+	// Place picks a node for g among eligible (never empty, most preferred
+	// first). Nil takes the first; the scheduler plugs the placer in here.
+	Place func(g Group, eligible []string) string
+}
+
+// DefaultConfig returns the rules baton server uses: see the package doc for
+// why these figures.
+func DefaultConfig() Config {
+	return Config{SelfFenceWait: 5 * time.Second, StopWithin: 2 * time.Second, FenceRetry: 10 * time.Second, FailureThreshold: 3}
+}
+
+// NodeState is a node's state as the engine sees it.
+type NodeState string
+
+// Node states.
+const (
+	NodeIsUp      NodeState = "up"
+	NodeIsLeaving NodeState = "leaving"
+	NodeIsDown    NodeState = "down"
+)
+
+// NodeInfo is what the engine knows of one node.
+type NodeInfo struct {
+	Name    string
+	State   NodeState
+	DownAt  time.Time // when it went down
+	Unclean bool      // down and may still run resources: not fenced, deadline not passed
+	Fencing int       // the fence level in progress, -1 if none
+	Fenced  bool      // a fence confirmed it off since it went down
+	retryAt time.Time
+}
+
+// GroupInfo is a group's runtime view.
+type GroupInfo struct {
+	Spec      Group
+	State     State
+	Node      string          // where its resources are or may be ("" for nowhere)
+	Resources []ResourceState // per resource, on Node
+	Failures  map[string]int  // failures per node
+	UserNode  string          // the node a user moved it to
+	Reason    string          // why it is in State
+}
+
+type group struct {
+	GroupInfo
+	restarts    []int  // restarts in place per resource on Node
+	restartFrom int    // ≥0: stop resources from here up, then start them again
+	avoid       string // the node it is failing over from
+	deleting    bool
+}
+
+// Engine is the resource-group state machine of one partition. It is pure:
+// Handle takes an event and returns actions. It is not safe for concurrent
+// use.
+type Engine struct {
+	cfg     Config
+	quorate bool
+	nodes   map[string]*NodeInfo
+	groups  map[string]*group
+	now     time.Time
+}
+
+// New returns an engine with no nodes or groups and no quorum.
+func New(cfg Config) *Engine {
+	if cfg.FailureThreshold <= 0 {
+		cfg.FailureThreshold = DefaultConfig().FailureThreshold
+	}
+	return &Engine{cfg: cfg, nodes: map[string]*NodeInfo{}, groups: map[string]*group{}}
+}
+
+// Quorate says whether the engine believes its partition has quorum.
+func (e *Engine) Quorate() bool { return e.quorate }
+
+// Nodes returns every known node sorted by name.
+func (e *Engine) Nodes() []NodeInfo {
+	out := make([]NodeInfo, 0, len(e.nodes))
+	for _, n := range sortedKeys(e.nodes) {
+		out = append(out, *e.nodes[n])
+	}
+	return out
+}
+
+// Groups returns every group sorted by name.
+func (e *Engine) Groups() []GroupInfo {
+	out := make([]GroupInfo, 0, len(e.groups))
+	for _, n := range sortedKeys(e.groups) {
+		out = append(out, e.info(e.groups[n]))
+	}
+	return out
+}
+
+// Group returns the group called name.
+func (e *Engine) Group(name string) (GroupInfo, bool) {
+	g, ok := e.groups[name]
+	if !ok {
+		return GroupInfo{}, false
+	}
+	return e.info(g), true
+}
+
+func (e *Engine) info(g *group) GroupInfo {
+	gi := g.GroupInfo
+	gi.Resources = slices.Clone(gi.Resources)
+	gi.Failures = make(map[string]int, len(g.Failures))
+	for k, v := range g.Failures {
+		gi.Failures[k] = v
+	}
+	return gi
+}
+
+// NextDeadline returns the earliest time at which a Tick would change
+// something (a self-fence deadline or a fence retry), so the adapter can set
+// one timer instead of ticking often.
+func (e *Engine) NextDeadline() (time.Time, bool) {
+	var best time.Time
+	for _, n := range e.nodes {
+		if n.State != NodeIsDown || !n.Unclean {
+			continue
+		}
+		for _, t := range []time.Time{e.deadline(n), n.retryAt} {
+			if !t.IsZero() && (best.IsZero() || t.Before(best)) {
+				best = t
+			}
+		}
+	}
+	return best, !best.IsZero()
+}
+
+func (e *Engine) deadline(n *NodeInfo) time.Time {
+	if e.cfg.SelfFenceWait <= 0 {
+		return time.Time{}
+	}
+	return n.DownAt.Add(e.cfg.SelfFenceWait)
+}
+
+// Handle applies one event and returns the actions it calls for, in order.
+func (e *Engine) Handle(ev Event) []Action {
+	if ev.At.After(e.now) {
+		e.now = ev.At
+	}
+	var out []Action
+	switch ev.Kind {
+	case NodeUp:
+		out = e.nodeUp(ev, out)
+	case NodeLeaving:
+		n := e.node(ev.Node)
+		if n.State == NodeIsUp {
+			n.State = NodeIsLeaving
+		}
+	case NodeDown:
+		out = e.nodeDown(ev.Node, "node down"+detail(ev), out)
+	case FenceNode:
+		out = e.nodeDown(ev.Node, "fence requested by user"+detail(ev), out)
+		if n := e.nodes[ev.Node]; n.Unclean || !n.Fenced {
+			n.Unclean = true
+			if e.quorate && n.Fencing < 0 {
+				out = e.startFence(n, 0, "fence requested by user", out)
+			}
+		}
+	case Fenced:
+		n := e.node(ev.Node)
+		n.State, n.Unclean, n.Fenced, n.Fencing = NodeIsDown, false, true, -1
+		if n.DownAt.IsZero() {
+			n.DownAt = ev.At
+		}
+		for _, g := range e.onNode(n.Name) {
+			for i := range g.Resources {
+				g.Resources[i] = ResStopped
+			}
+			g.Reason = fmt.Sprintf("%s fenced at level %d", n.Name, ev.Level)
+		}
+	case FenceFailed:
+		n, ok := e.nodes[ev.Node]
+		if !ok || n.Fencing != ev.Level || !n.Unclean {
+			break // stale
+		}
+		out = e.startFence(n, ev.Level+1, fmt.Sprintf("fence level %d failed%s", ev.Level, detail(ev)), out)
+	case QuorumGained:
+		e.quorate = true
+		for _, name := range sortedKeys(e.nodes) {
+			if n := e.nodes[name]; n.State == NodeIsDown && n.Unclean && n.Fencing < 0 {
+				out = e.startFence(n, 0, "quorum regained; "+name+" is down and unclean", out)
+			}
+		}
+	case QuorumLost:
+		e.quorate = false
+		for _, name := range sortedKeys(e.nodes) {
+			n := e.nodes[name]
+			n.Fencing = -1 // a partition without quorum does not fence
+			if n.State != NodeIsDown && len(e.onNode(name)) > 0 {
+				out = append(out, Action{Kind: SelfFence, Node: name, Deadline: ev.At.Add(e.cfg.StopWithin),
+					Reason: fmt.Sprintf("partition lost quorum: stop every resource within %s", e.cfg.StopWithin)})
+			}
+		}
+	case ResourceStarted, ResourceStopped, ResourceFailed, MonitorFailed:
+		out = e.resourceEvent(ev, out)
+	case CreateGroup:
+		out = e.create(ev, out)
+	case DeleteGroup:
+		if g, ok := e.groups[ev.Group]; ok {
+			g.deleting = true
+			g.Reason = "deleted by user"
+		}
+	case MoveGroup:
+		out = e.move(ev, out)
+	case ResetFailures:
+		if g, ok := e.groups[ev.Group]; ok {
+			if ev.Node == "" {
+				clear(g.Failures)
+			} else {
+				delete(g.Failures, ev.Node)
+			}
+		}
+	case Tick:
+		out = e.tick(ev.At, out)
+	}
+	for _, name := range sortedKeys(e.groups) {
+		out = e.reconcile(e.groups[name], out)
+	}
+	return out
+}
+
+func detail(ev Event) string {
+	if ev.Reason == "" {
+		return ""
+	}
+	return ": " + ev.Reason
+}
+
+func (e *Engine) node(name string) *NodeInfo {
+	n, ok := e.nodes[name]
+	if !ok {
+		n = &NodeInfo{Name: name, State: NodeIsDown, Fencing: -1}
+		e.nodes[name] = n
+	}
+	return n
+}
+
+func (e *Engine) onNode(node string) []*group {
+	var out []*group
+	for _, name := range sortedKeys(e.groups) {
+		if g := e.groups[name]; g.Node == node && !g.allStopped(0) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+func (e *Engine) nodeUp(ev Event, out []Action) []Action {
+	n := e.node(ev.Node)
+	if n.State == NodeIsUp {
+		return out
+	}
+	if n.State == NodeIsDown && n.Unclean {
+		// Back before the fence: its resources are in an unknown state, so
+		// stop them all, then start them again in order.
+		for _, g := range e.onNode(n.Name) {
+			for i, r := range g.Resources {
+				if r == ResUnknown {
+					g.Resources[i] = ResFailed
+				}
+			}
+			g.restartFrom = 0
+			g.Reason = n.Name + " came back before it was fenced: stop and start again"
+		}
+	}
+	n.State, n.Unclean, n.Fenced, n.Fencing, n.DownAt, n.retryAt = NodeIsUp, false, false, -1, time.Time{}, time.Time{}
+	return out
+}
+
+func (e *Engine) nodeDown(name, reason string, out []Action) []Action {
+	n := e.node(name)
+	if n.State == NodeIsDown {
+		return out
+	}
+	n.State, n.DownAt, n.Fenced, n.retryAt = NodeIsDown, e.now, false, time.Time{}
+	for _, g := range e.onNode(name) {
+		n.Unclean = true
+		for i, r := range g.Resources {
+			if r != ResStopped {
+				g.Resources[i] = ResUnknown
+			}
+		}
+		g.Reason = reason
+		if g.UserNode == name {
+			g.UserNode = ""
+		}
+	}
+	if n.Unclean && e.quorate {
+		out = e.startFence(n, 0, reason, out)
+	}
+	return out
+}
+
+func (e *Engine) levels(node string) []string {
+	if l, ok := e.cfg.FenceLevels[node]; ok {
+		return l
+	}
+	return e.cfg.DefaultFenceLevels
+}
+
+func (e *Engine) startFence(n *NodeInfo, level int, reason string, out []Action) []Action {
+	levels := e.levels(n.Name)
+	if level < len(levels) {
+		n.Fencing = level
+		return append(out, Action{Kind: Fence, Node: n.Name, Level: level, Device: levels[level], Reason: reason})
+	}
+	n.Fencing = -1
+	if e.cfg.FenceRetry > 0 {
+		n.retryAt = e.now.Add(e.cfg.FenceRetry)
+	}
+	why := fmt.Sprintf("every fence level of %s failed", n.Name)
+	if len(levels) == 0 {
+		why = n.Name + " has no fence device"
+	}
+	wait := "waiting for a manual fence"
+	if d := e.deadline(n); !d.IsZero() {
+		wait = "waiting for its self-fence deadline at " + d.Format("15:04:05.000")
+	}
+	for _, g := range e.onNode(n.Name) {
+		g.Reason = why + "; " + wait
+	}
+	return out
+}
+
+func (e *Engine) tick(now time.Time, out []Action) []Action {
+	for _, name := range sortedKeys(e.nodes) {
+		n := e.nodes[name]
+		if n.State != NodeIsDown || !n.Unclean {
+			continue
+		}
+		if d := e.deadline(n); !d.IsZero() && !now.Before(d) {
+			n.Unclean, n.Fencing = false, -1
+			for _, g := range e.onNode(name) {
+				for i := range g.Resources {
+					g.Resources[i] = ResStopped
+				}
+				g.Reason = fmt.Sprintf("self-fence deadline of %s passed (down at %s + %s)", name, n.DownAt.Format("15:04:05.000"), e.cfg.SelfFenceWait)
+			}
+			continue
+		}
+		if e.quorate && n.Fencing < 0 && !n.retryAt.IsZero() && !now.Before(n.retryAt) {
+			n.retryAt = time.Time{}
+			out = e.startFence(n, 0, "retrying fence of "+name, out)
+		}
+	}
+	return out
+}
+
+func (e *Engine) create(ev Event, out []Action) []Action {
+	if ev.Spec == nil {
+		return out
+	}
+	spec := *ev.Spec
+	if err := Validate(spec); err != nil {
+		return append(out, Action{Kind: SetState, Group: spec.Name, State: Stopped, Reason: "not created: " + err.Error()})
+	}
+	if _, ok := e.groups[spec.Name]; ok {
+		return append(out, Action{Kind: SetState, Group: spec.Name, State: e.groups[spec.Name].State, Reason: "not created: a group with this name exists"})
+	}
+	g := &group{restartFrom: -1}
+	g.Spec = spec
+	g.Resources = make([]ResourceState, len(spec.Resources))
+	for i := range g.Resources {
+		g.Resources[i] = ResStopped
+	}
+	g.restarts = make([]int, len(spec.Resources))
+	g.Failures = map[string]int{}
+	g.Reason = "created"
+	e.groups[spec.Name] = g
+	return out
+}
+
+func (e *Engine) move(ev Event, out []Action) []Action {
+	g, ok := e.groups[ev.Group]
+	if !ok {
+		return out
+	}
+	if ev.Node != "" && !slices.Contains(e.eligible(g), ev.Node) {
+		return append(out, Action{Kind: SetState, Group: g.Spec.Name, State: g.State, Node: g.Node,
+			Reason: fmt.Sprintf("move to %s refused: %s", ev.Node, e.whyNot(g, ev.Node))})
+	}
+	g.UserNode, g.avoid = ev.Node, ""
+	g.Reason = "moved by user"
+	if ev.Node == "" {
+		g.Reason = "user's node choice cleared"
+	}
+	return out
+}
+
+func (e *Engine) resourceEvent(ev Event, out []Action) []Action {
+	g, ok := e.groups[ev.Group]
+	if !ok || g.Node != ev.Node || ev.Node == "" {
+		return out // stale: the group is not (or no longer) there
+	}
+	i := slices.IndexFunc(g.Spec.Resources, func(r Resource) bool { return r.Name == ev.Resource })
+	if i < 0 {
+		return out
+	}
+	r := g.Resources[i]
+	switch ev.Kind {
+	case ResourceStarted:
+		if r == ResStarting {
+			g.Resources[i] = ResStarted
+		}
+	case ResourceStopped:
+		switch r {
+		case ResStopping, ResFailed:
+			g.Resources[i] = ResStopped
+		case ResStarted, ResStarting:
+			g.Resources[i] = ResStopped
+			out = e.failure(g, i, "stopped by itself"+detail(ev), out)
+		}
+	case ResourceFailed, MonitorFailed:
+		switch r {
+		case ResStopping:
+			// A resource that will not stop may still run: only a fence
+			// makes the node safe.
+			g.Resources[i] = ResUnknown
+			out = e.nodeDown(ev.Node, fmt.Sprintf("stop of %s/%s failed%s", g.Spec.Name, ev.Resource, detail(ev)), out)
+		case ResStarting, ResStarted:
+			g.Resources[i] = ResFailed
+			what := "failed"
+			if ev.Kind == MonitorFailed {
+				what = "monitor failed"
+			}
+			out = e.failure(g, i, what+detail(ev), out)
+		}
+	}
+	return out
+}
+
+// failure counts a failure of resource i on the group's node and decides
+// between a restart in place and a failover.
+func (e *Engine) failure(g *group, i int, what string, out []Action) []Action {
+	node, res := g.Node, g.Spec.Resources[i]
+	g.Failures[node]++
+	threshold := e.threshold(g)
+	switch {
+	case g.Failures[node] >= threshold:
+		g.avoid = node
+		g.Reason = fmt.Sprintf("%s %s on %s; %d failures there reach the threshold %d: failing over", res.Name, what, node, g.Failures[node], threshold)
+	case g.restarts[i] < res.Monitor.Restarts:
+		g.restarts[i]++
+		g.Reason = fmt.Sprintf("%s %s on %s: restart %d of %d in place", res.Name, what, node, g.restarts[i], res.Monitor.Restarts)
+	default:
+		g.avoid = node
+		g.Reason = fmt.Sprintf("%s %s on %s after %d restarts in place: failing over", res.Name, what, node, g.restarts[i])
+	}
+	if g.UserNode == node && g.avoid == node {
+		g.UserNode = ""
+	}
+	// Whether it stays (a restart in place, or no other node) or goes,
+	// resources from i up are stopped before anything starts again.
+	g.restartFrom = i
+	return out
+}
+
+func (e *Engine) threshold(g *group) int {
+	if g.Spec.FailureThreshold > 0 {
+		return g.Spec.FailureThreshold
+	}
+	return e.cfg.FailureThreshold
+}
+
+// prefs is the group's preference order: the user's node, then its allowed
+// nodes; with no allowed nodes every known node in name order.
+func (e *Engine) prefs(g *group) []string {
+	var p []string
+	if g.UserNode != "" {
+		p = append(p, g.UserNode)
+	}
+	nodes := g.Spec.Nodes
+	if len(nodes) == 0 {
+		nodes = sortedKeys(e.nodes)
+	}
+	for _, n := range nodes {
+		if !slices.Contains(p, n) {
+			p = append(p, n)
+		}
+	}
+	return p
+}
+
+func (e *Engine) eligible(g *group) []string {
+	var out []string
+	for _, n := range e.prefs(g) {
+		if e.whyNot(g, n) == "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// whyNot says why g may not run on node, or "" if it may.
+func (e *Engine) whyNot(g *group, node string) string {
+	n, ok := e.nodes[node]
+	switch {
+	case len(g.Spec.Nodes) > 0 && !slices.Contains(g.Spec.Nodes, node):
+		return node + " is not among the group's nodes"
+	case !ok:
+		return node + " is unknown"
+	case n.State != NodeIsUp:
+		return fmt.Sprintf("%s is %s", node, n.State)
+	case g.Failures[node] >= e.threshold(g):
+		return fmt.Sprintf("%s has %d failures (threshold %d)", node, g.Failures[node], e.threshold(g))
+	}
+	return ""
+}
+
+// want returns the node the group should run on now, or "" for none, with
+// the reason.
+func (e *Engine) want(g *group) (string, string) {
+	if g.deleting {
+		return "", "deleted by user"
+	}
+	if !e.quorate {
+		return "", "no quorum"
+	}
+	el := e.eligible(g)
+	if g.UserNode != "" && slices.Contains(el, g.UserNode) {
+		return g.UserNode, "moved by user to " + g.UserNode
+	}
+	if cur := g.Node; cur != "" && cur != g.avoid && slices.Contains(el, cur) {
+		best := el[0]
+		if g.Spec.Failback == FailbackAuto && best != cur && len(g.Spec.Nodes) > 0 && best != g.avoid {
+			return best, "failback to the preferred node " + best
+		}
+		return cur, ""
+	}
+	cands := slices.DeleteFunc(slices.Clone(el), func(n string) bool { return n == g.avoid })
+	if len(cands) == 0 && g.avoid != "" && slices.Contains(el, g.avoid) {
+		cands = []string{g.avoid}
+	}
+	if len(cands) == 0 {
+		var why []string
+		for _, n := range e.prefs(g) {
+			if w := e.whyNot(g, n); w != "" {
+				why = append(why, w)
+			}
+		}
+		if len(why) == 0 {
+			why = []string{"no node is known"}
+		}
+		return "", "no eligible node: " + strings.Join(why, ", ")
+	}
+	pick := cands[0]
+	if e.cfg.Place != nil {
+		if p := e.cfg.Place(g.Spec, cands); slices.Contains(cands, p) {
+			pick = p
+		}
+	}
+	return pick, fmt.Sprintf("placed on %s (first eligible of %s)", pick, strings.Join(cands, ","))
+}
+
+func (g *group) allStopped(from int) bool {
+	for _, r := range g.Resources[from:] {
+		if r != ResStopped {
+			return false
+		}
+	}
+	return true
+}
+
+func (e *Engine) setState(g *group, s State, reason string, out []Action) []Action {
+	if g.State == s && g.Reason == reason {
+		return out
+	}
+	changed := g.State != s
+	g.State, g.Reason = s, reason
+	if !changed {
+		return out
+	}
+	return append(out, Action{Kind: SetState, Group: g.Spec.Name, State: s, Node: g.Node, Reason: reason})
+}
+
+// reconcile moves g one step toward where it should run: it waits for a
+// down node to be made safe, stops resources in reverse, then starts them in
+// order, one at a time, each after the previous one is reported.
+func (e *Engine) reconcile(g *group, out []Action) []Action {
+	{
+		if g.Node != "" {
+			n := e.nodes[g.Node]
+			if n.State == NodeIsDown {
+				if n.Unclean && !g.allStopped(0) {
+					return e.setState(g, Recovering, g.Reason, out)
+				}
+				for i := range g.Resources {
+					g.Resources[i] = ResStopped
+				}
+				if g.avoid == "" {
+					g.avoid = g.Node
+				}
+			}
+		}
+		if g.restartFrom < 0 {
+			g.restartFrom = slices.Index(g.Resources, ResFailed)
+		}
+		want, why := e.want(g)
+		if g.Node != "" {
+			from := -1
+			switch {
+			case want != g.Node:
+				from = 0
+			case g.restartFrom >= 0:
+				from = g.restartFrom
+			}
+			if from >= 0 {
+				for i := len(g.Resources) - 1; i >= from; i-- {
+					switch g.Resources[i] {
+					case ResStopped:
+						continue
+					case ResStopping, ResStarting, ResUnknown:
+						return out // wait for the report
+					case ResStarted, ResFailed:
+						g.Resources[i] = ResStopping
+						r := g.Spec.Resources[i]
+						reason := g.Reason
+						if want != g.Node && why != "" {
+							reason = why
+						}
+						out = e.setState(g, Stopping, reason, out)
+						return append(out, Action{Kind: StopResource, Group: g.Spec.Name, Resource: r.Name, Spec: &r, Node: g.Node, Reason: reason})
+					}
+				}
+				g.restartFrom = -1
+				if want != g.Node {
+					g.Node = ""
+					clear(g.restarts)
+				}
+			}
+		}
+		if g.Node == "" {
+			if want == "" {
+				if g.deleting {
+					delete(e.groups, g.Spec.Name)
+					return append(out, Action{Kind: SetState, Group: g.Spec.Name, State: Deleted, Reason: why})
+				}
+				s := Stopped
+				if !e.quorate {
+					s = Blocked
+				}
+				return e.setState(g, s, why, out)
+			}
+			g.Node = want
+			clear(g.restarts)
+			if why != "" {
+				g.Reason = why
+			}
+		}
+		for i, r := range g.Resources {
+			switch r {
+			case ResStarted:
+				continue
+			case ResStopped:
+				g.Resources[i] = ResStarting
+				res := g.Spec.Resources[i]
+				reason := g.Reason
+				if i > 0 {
+					reason = fmt.Sprintf("%s started", g.Spec.Resources[i-1].Name)
+				}
+				out = e.setState(g, Starting, g.Reason, out)
+				return append(out, Action{Kind: StartResource, Group: g.Spec.Name, Resource: res.Name, Spec: &res, Node: g.Node, Reason: reason})
+			default:
+				return out // starting: wait for the report
+			}
+		}
+		g.avoid = ""
+		return e.setState(g, Running, "every resource started", out)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
