@@ -79,6 +79,7 @@ type group struct {
 	restarts    []int  // restarts in place per resource on Node
 	restartFrom int    // ≥0: stop resources from here up, then start them again
 	avoid       string // the node it is failing over from
+	cause       string // why it is leaving its node, for the log until it runs again
 	deleting    bool
 }
 
@@ -179,6 +180,9 @@ func (e *Engine) Handle(ev Event) []Action {
 		n := e.node(ev.Node)
 		if n.State == NodeIsUp {
 			n.State = NodeIsLeaving
+			for _, g := range e.onNode(n.Name) {
+				g.cause = n.Name + " is leaving in order"
+			}
 		}
 	case NodeDown:
 		out = e.nodeDown(ev.Node, "node down"+detail(ev), out)
@@ -201,6 +205,7 @@ func (e *Engine) Handle(ev Event) []Action {
 				g.Resources[i] = ResStopped
 			}
 			g.Reason = fmt.Sprintf("%s fenced at level %d", n.Name, ev.Level)
+			g.cause = g.Reason
 		}
 	case FenceFailed:
 		n, ok := e.nodes[ev.Node]
@@ -295,6 +300,7 @@ func (e *Engine) nodeUp(ev Event, out []Action) []Action {
 			}
 			g.restartFrom = 0
 			g.Reason = n.Name + " came back before it was fenced: stop and start again"
+			g.cause = g.Reason
 		}
 	}
 	n.State, n.Unclean, n.Fenced, n.Fencing, n.DownAt, n.retryAt = NodeIsUp, false, false, -1, time.Time{}, time.Time{}
@@ -352,6 +358,7 @@ func (e *Engine) startFence(n *NodeInfo, level int, reason string, out []Action)
 	}
 	for _, g := range e.onNode(n.Name) {
 		g.Reason = why + "; " + wait
+		out = append(out, Action{Kind: SetState, Group: g.Spec.Name, State: Recovering, Node: g.Node, Reason: g.Reason})
 	}
 	return out
 }
@@ -369,6 +376,7 @@ func (e *Engine) tick(now time.Time, out []Action) []Action {
 					g.Resources[i] = ResStopped
 				}
 				g.Reason = fmt.Sprintf("self-fence deadline of %s passed (down at %s + %s)", name, n.DownAt.Format("15:04:05.000"), e.cfg.SelfFenceWait)
+				g.cause = g.Reason
 			}
 			continue
 		}
@@ -409,9 +417,16 @@ func (e *Engine) move(ev Event, out []Action) []Action {
 	if !ok {
 		return out
 	}
-	if ev.Node != "" && !slices.Contains(e.eligible(g), ev.Node) {
+	why := ""
+	switch {
+	case !e.quorate:
+		why = "no quorum"
+	case ev.Node != "" && !slices.Contains(e.eligible(g), ev.Node):
+		why = e.whyNot(g, ev.Node)
+	}
+	if why != "" {
 		return append(out, Action{Kind: SetState, Group: g.Spec.Name, State: g.State, Node: g.Node,
-			Reason: fmt.Sprintf("move to %s refused: %s", ev.Node, e.whyNot(g, ev.Node))})
+			Reason: fmt.Sprintf("move to %s refused: %s", ev.Node, why)})
 	}
 	g.UserNode, g.avoid = ev.Node, ""
 	g.Reason = "moved by user"
@@ -482,6 +497,9 @@ func (e *Engine) failure(g *group, i int, what string, out []Action) []Action {
 	}
 	if g.UserNode == node && g.avoid == node {
 		g.UserNode = ""
+	}
+	if g.avoid == node {
+		g.cause = g.Reason
 	}
 	// Whether it stays (a restart in place, or no other node) or goes,
 	// resources from i up are stopped before anything starts again.
@@ -583,7 +601,7 @@ func (e *Engine) want(g *group) (string, string) {
 			pick = p
 		}
 	}
-	return pick, fmt.Sprintf("placed on %s (first eligible of %s)", pick, strings.Join(cands, ","))
+	return pick, fmt.Sprintf("placed on %s (eligible: %s)", pick, strings.Join(cands, ","))
 }
 
 func (g *group) allStopped(from int) bool {
@@ -649,7 +667,10 @@ func (e *Engine) reconcile(g *group, out []Action) []Action {
 						g.Resources[i] = ResStopping
 						r := g.Spec.Resources[i]
 						reason := g.Reason
-						if want != g.Node && why != "" {
+						switch {
+						case g.cause != "":
+							reason = g.cause
+						case want != g.Node && why != "":
 							reason = why
 						}
 						out = e.setState(g, Stopping, reason, out)
@@ -680,6 +701,9 @@ func (e *Engine) reconcile(g *group, out []Action) []Action {
 			if why != "" {
 				g.Reason = why
 			}
+			if g.cause != "" {
+				g.Reason += "; " + g.cause
+			}
 		}
 		for i, r := range g.Resources {
 			switch r {
@@ -698,7 +722,7 @@ func (e *Engine) reconcile(g *group, out []Action) []Action {
 				return out // starting: wait for the report
 			}
 		}
-		g.avoid = ""
+		g.avoid, g.cause = "", ""
 		return e.setState(g, Running, "every resource started", out)
 	}
 }
