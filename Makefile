@@ -16,7 +16,7 @@ BIN      := bin/baton
 FUZZTIME ?= 10s
 ARGS     ?=
 
-.PHONY: help deps build test run lint bench fuzz clean
+.PHONY: help deps build test run lint bench fuzz clean generate
 
 help: ## List the targets
 	@echo "Usage: make TARGET [VAR=value]"
@@ -64,6 +64,19 @@ fuzz: ## Run every Fuzz* target in the repo for FUZZTIME each (default 10s)
 		done; \
 	done; \
 	echo "fuzzed $$n target(s) for $(FUZZTIME) each"
+
+# Code generators, pinned to the versions compatible with go.mod's grpc (v1.61) and protobuf.
+PROTOC_GEN_GO_VERSION      := v1.36.11
+PROTOC_GEN_GO_GRPC_VERSION := v1.3.0
+
+generate: ## Regenerate committed generated code (fence plugin protobuf/gRPC); needs protoc (make deps)
+	@command -v protoc >/dev/null || { echo "protoc not found: run 'make deps'" >&2; exit 1; }
+	cd / && GOFLAGS=-buildvcs=false go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	cd / && GOFLAGS=-buildvcs=false go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	protoc --proto_path=plugins/fence/proto \
+		--go_out=paths=source_relative:plugins/fence/proto \
+		--go-grpc_out=paths=source_relative:plugins/fence/proto \
+		plugins/fence/proto/fence.proto
 
 clean: ## Remove build outputs (bin/) and Go's test cache
 	rm -rf bin/
