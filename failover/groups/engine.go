@@ -60,6 +60,10 @@ type NodeInfo struct {
 	Unclean bool      // down and may still run resources: not fenced, deadline not passed
 	Fencing int       // the fence level in progress, -1 if none
 	Fenced  bool      // a fence confirmed it off since it went down
+	// MustFence is set when the node was taken down by the engine although
+	// it may be alive (a stop failed, or a user asked for a fence): it will
+	// not self-fence, so only a confirmed fence makes it clean.
+	MustFence bool
 	retryAt time.Time
 }
 
@@ -161,7 +165,7 @@ func (e *Engine) NextDeadline() (time.Time, bool) {
 }
 
 func (e *Engine) deadline(n *NodeInfo) time.Time {
-	if e.cfg.SelfFenceWait <= 0 {
+	if e.cfg.SelfFenceWait <= 0 || n.MustFence {
 		return time.Time{}
 	}
 	return n.DownAt.Add(e.cfg.SelfFenceWait)
@@ -187,8 +191,9 @@ func (e *Engine) Handle(ev Event) []Action {
 	case NodeDown:
 		out = e.nodeDown(ev.Node, "node down"+detail(ev), out)
 	case FenceNode:
+		e.node(ev.Node).MustFence = true
 		out = e.nodeDown(ev.Node, "fence requested by user"+detail(ev), out)
-		if n := e.nodes[ev.Node]; n.Unclean || !n.Fenced {
+		if n := e.nodes[ev.Node]; !n.Fenced {
 			n.Unclean = true
 			if e.quorate && n.Fencing < 0 {
 				out = e.startFence(n, 0, "fence requested by user", out)
@@ -303,7 +308,7 @@ func (e *Engine) nodeUp(ev Event, out []Action) []Action {
 			g.cause = g.Reason
 		}
 	}
-	n.State, n.Unclean, n.Fenced, n.Fencing, n.DownAt, n.retryAt = NodeIsUp, false, false, -1, time.Time{}, time.Time{}
+	n.State, n.Unclean, n.Fenced, n.Fencing, n.DownAt, n.retryAt, n.MustFence = NodeIsUp, false, false, -1, time.Time{}, time.Time{}, false
 	return out
 }
 
@@ -345,7 +350,7 @@ func (e *Engine) startFence(n *NodeInfo, level int, reason string, out []Action)
 		return append(out, Action{Kind: Fence, Node: n.Name, Level: level, Device: levels[level], Reason: reason})
 	}
 	n.Fencing = -1
-	if e.cfg.FenceRetry > 0 {
+	if e.cfg.FenceRetry > 0 && len(levels) > 0 {
 		n.retryAt = e.now.Add(e.cfg.FenceRetry)
 	}
 	why := fmt.Sprintf("every fence level of %s failed", n.Name)
@@ -465,6 +470,7 @@ func (e *Engine) resourceEvent(ev Event, out []Action) []Action {
 			// A resource that will not stop may still run: only a fence
 			// makes the node safe.
 			g.Resources[i] = ResUnknown
+			e.nodes[ev.Node].MustFence = true
 			out = e.nodeDown(ev.Node, fmt.Sprintf("stop of %s/%s failed%s", g.Spec.Name, ev.Resource, detail(ev)), out)
 		case ResStarting, ResStarted:
 			g.Resources[i] = ResFailed
