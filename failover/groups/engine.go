@@ -64,7 +64,7 @@ type NodeInfo struct {
 	// it may be alive (a stop failed, or a user asked for a fence): it will
 	// not self-fence, so only a confirmed fence makes it clean.
 	MustFence bool
-	retryAt time.Time
+	RetryAt   time.Time // when fencing starts again after every level failed
 }
 
 // GroupInfo is a group's runtime view.
@@ -76,16 +76,15 @@ type GroupInfo struct {
 	Failures  map[string]int  // failures per node
 	UserNode  string          // the node a user moved it to
 	Reason    string          // why it is in State
+	// The rest is bookkeeping, exported so that a snapshot holds all of it.
+	Restarts    []int  // restarts in place per resource on Node
+	RestartFrom int    // ≥0: stop resources from here up, then start them again
+	Avoid       string // the node it is failing over from
+	Cause       string // why it is leaving its node, for the log until it runs again
+	Deleting    bool
 }
 
-type group struct {
-	GroupInfo
-	restarts    []int  // restarts in place per resource on Node
-	restartFrom int    // ≥0: stop resources from here up, then start them again
-	avoid       string // the node it is failing over from
-	cause       string // why it is leaving its node, for the log until it runs again
-	deleting    bool
-}
+type group = GroupInfo
 
 // Engine is the resource-group state machine of one partition. It is pure:
 // Handle takes an event and returns actions. It is not safe for concurrent
@@ -104,6 +103,36 @@ func New(cfg Config) *Engine {
 		cfg.FailureThreshold = DefaultConfig().FailureThreshold
 	}
 	return &Engine{cfg: cfg, nodes: map[string]*NodeInfo{}, groups: map[string]*group{}}
+}
+
+// Snapshot is the whole state of an engine as plain data (it marshals to
+// JSON), for a leader to persist and its successor to Restore.
+type Snapshot struct {
+	Quorate bool
+	Now     time.Time
+	Nodes   []NodeInfo
+	Groups  []GroupInfo
+}
+
+// Snapshot returns a deep copy of the engine's state.
+func (e *Engine) Snapshot() Snapshot {
+	return Snapshot{Quorate: e.quorate, Now: e.now, Nodes: e.Nodes(), Groups: e.Groups()}
+}
+
+// Restore returns an engine with cfg in the state s. A new leader restores
+// the last snapshot its predecessor persisted, then feeds the events it has
+// seen since (node states, reports).
+func Restore(cfg Config, s Snapshot) *Engine {
+	e := New(cfg)
+	e.quorate, e.now = s.Quorate, s.Now
+	for _, n := range s.Nodes {
+		e.nodes[n.Name] = &n
+	}
+	for _, g := range s.Groups {
+		gi := e.info(&g)
+		e.groups[g.Spec.Name] = &gi
+	}
+	return e
 }
 
 // Quorate says whether the engine believes its partition has quorum.
@@ -137,8 +166,11 @@ func (e *Engine) Group(name string) (GroupInfo, bool) {
 }
 
 func (e *Engine) info(g *group) GroupInfo {
-	gi := g.GroupInfo
+	gi := *g
+	gi.Spec.Resources = slices.Clone(gi.Spec.Resources)
+	gi.Spec.Nodes = slices.Clone(gi.Spec.Nodes)
 	gi.Resources = slices.Clone(gi.Resources)
+	gi.Restarts = slices.Clone(gi.Restarts)
 	gi.Failures = make(map[string]int, len(g.Failures))
 	for k, v := range g.Failures {
 		gi.Failures[k] = v
@@ -155,7 +187,7 @@ func (e *Engine) NextDeadline() (time.Time, bool) {
 		if n.State != NodeIsDown || !n.Unclean {
 			continue
 		}
-		for _, t := range []time.Time{e.deadline(n), n.retryAt} {
+		for _, t := range []time.Time{e.deadline(n), n.RetryAt} {
 			if !t.IsZero() && (best.IsZero() || t.Before(best)) {
 				best = t
 			}
@@ -185,7 +217,7 @@ func (e *Engine) Handle(ev Event) []Action {
 		if n.State == NodeIsUp {
 			n.State = NodeIsLeaving
 			for _, g := range e.onNode(n.Name) {
-				g.cause = n.Name + " is leaving in order"
+				g.Cause = n.Name + " is leaving in order"
 			}
 		}
 	case NodeDown:
@@ -210,7 +242,7 @@ func (e *Engine) Handle(ev Event) []Action {
 				g.Resources[i] = ResStopped
 			}
 			g.Reason = fmt.Sprintf("%s fenced at level %d", n.Name, ev.Level)
-			g.cause = g.Reason
+			g.Cause = g.Reason
 		}
 	case FenceFailed:
 		n, ok := e.nodes[ev.Node]
@@ -241,7 +273,7 @@ func (e *Engine) Handle(ev Event) []Action {
 		out = e.create(ev, out)
 	case DeleteGroup:
 		if g, ok := e.groups[ev.Group]; ok {
-			g.deleting = true
+			g.Deleting = true
 			g.Reason = "deleted by user"
 		}
 	case MoveGroup:
@@ -303,12 +335,12 @@ func (e *Engine) nodeUp(ev Event, out []Action) []Action {
 					g.Resources[i] = ResFailed
 				}
 			}
-			g.restartFrom = 0
+			g.RestartFrom = 0
 			g.Reason = n.Name + " came back before it was fenced: stop and start again"
-			g.cause = g.Reason
+			g.Cause = g.Reason
 		}
 	}
-	n.State, n.Unclean, n.Fenced, n.Fencing, n.DownAt, n.retryAt, n.MustFence = NodeIsUp, false, false, -1, time.Time{}, time.Time{}, false
+	n.State, n.Unclean, n.Fenced, n.Fencing, n.DownAt, n.RetryAt, n.MustFence = NodeIsUp, false, false, -1, time.Time{}, time.Time{}, false
 	return out
 }
 
@@ -317,7 +349,7 @@ func (e *Engine) nodeDown(name, reason string, out []Action) []Action {
 	if n.State == NodeIsDown {
 		return out
 	}
-	n.State, n.DownAt, n.Fenced, n.retryAt = NodeIsDown, e.now, false, time.Time{}
+	n.State, n.DownAt, n.Fenced, n.RetryAt = NodeIsDown, e.now, false, time.Time{}
 	for _, g := range e.onNode(name) {
 		n.Unclean = true
 		for i, r := range g.Resources {
@@ -351,7 +383,7 @@ func (e *Engine) startFence(n *NodeInfo, level int, reason string, out []Action)
 	}
 	n.Fencing = -1
 	if e.cfg.FenceRetry > 0 && len(levels) > 0 {
-		n.retryAt = e.now.Add(e.cfg.FenceRetry)
+		n.RetryAt = e.now.Add(e.cfg.FenceRetry)
 	}
 	why := fmt.Sprintf("every fence level of %s failed", n.Name)
 	if len(levels) == 0 {
@@ -381,12 +413,12 @@ func (e *Engine) tick(now time.Time, out []Action) []Action {
 					g.Resources[i] = ResStopped
 				}
 				g.Reason = fmt.Sprintf("self-fence deadline of %s passed (down at %s + %s)", name, n.DownAt.Format("15:04:05.000"), e.cfg.SelfFenceWait)
-				g.cause = g.Reason
+				g.Cause = g.Reason
 			}
 			continue
 		}
-		if e.quorate && n.Fencing < 0 && !n.retryAt.IsZero() && !now.Before(n.retryAt) {
-			n.retryAt = time.Time{}
+		if e.quorate && n.Fencing < 0 && !n.RetryAt.IsZero() && !now.Before(n.RetryAt) {
+			n.RetryAt = time.Time{}
 			out = e.startFence(n, 0, "retrying fence of "+name, out)
 		}
 	}
@@ -404,13 +436,13 @@ func (e *Engine) create(ev Event, out []Action) []Action {
 	if _, ok := e.groups[spec.Name]; ok {
 		return append(out, Action{Kind: SetState, Group: spec.Name, State: e.groups[spec.Name].State, Reason: "not created: a group with this name exists"})
 	}
-	g := &group{restartFrom: -1}
+	g := &group{RestartFrom: -1}
 	g.Spec = spec
 	g.Resources = make([]ResourceState, len(spec.Resources))
 	for i := range g.Resources {
 		g.Resources[i] = ResStopped
 	}
-	g.restarts = make([]int, len(spec.Resources))
+	g.Restarts = make([]int, len(spec.Resources))
 	g.Failures = map[string]int{}
 	g.Reason = "created"
 	e.groups[spec.Name] = g
@@ -433,7 +465,7 @@ func (e *Engine) move(ev Event, out []Action) []Action {
 		return append(out, Action{Kind: SetState, Group: g.Spec.Name, State: g.State, Node: g.Node,
 			Reason: fmt.Sprintf("move to %s refused: %s", ev.Node, why)})
 	}
-	g.UserNode, g.avoid = ev.Node, ""
+	g.UserNode, g.Avoid = ev.Node, ""
 	g.Reason = "moved by user"
 	if ev.Node == "" {
 		g.Reason = "user's node choice cleared"
@@ -492,24 +524,24 @@ func (e *Engine) failure(g *group, i int, what string, out []Action) []Action {
 	threshold := e.threshold(g)
 	switch {
 	case g.Failures[node] >= threshold:
-		g.avoid = node
+		g.Avoid = node
 		g.Reason = fmt.Sprintf("%s %s on %s; %d failures there reach the threshold %d: failing over", res.Name, what, node, g.Failures[node], threshold)
-	case g.restarts[i] < res.Monitor.Restarts:
-		g.restarts[i]++
-		g.Reason = fmt.Sprintf("%s %s on %s: restart %d of %d in place", res.Name, what, node, g.restarts[i], res.Monitor.Restarts)
+	case g.Restarts[i] < res.Monitor.Restarts:
+		g.Restarts[i]++
+		g.Reason = fmt.Sprintf("%s %s on %s: restart %d of %d in place", res.Name, what, node, g.Restarts[i], res.Monitor.Restarts)
 	default:
-		g.avoid = node
-		g.Reason = fmt.Sprintf("%s %s on %s after %d restarts in place: failing over", res.Name, what, node, g.restarts[i])
+		g.Avoid = node
+		g.Reason = fmt.Sprintf("%s %s on %s after %d restarts in place: failing over", res.Name, what, node, g.Restarts[i])
 	}
-	if g.UserNode == node && g.avoid == node {
+	if g.UserNode == node && g.Avoid == node {
 		g.UserNode = ""
 	}
-	if g.avoid == node {
-		g.cause = g.Reason
+	if g.Avoid == node {
+		g.Cause = g.Reason
 	}
 	// Whether it stays (a restart in place, or no other node) or goes,
 	// resources from i up are stopped before anything starts again.
-	g.restartFrom = i
+	g.RestartFrom = i
 	return out
 }
 
@@ -568,7 +600,7 @@ func (e *Engine) whyNot(g *group, node string) string {
 // want returns the node the group should run on now, or "" for none, with
 // the reason.
 func (e *Engine) want(g *group) (string, string) {
-	if g.deleting {
+	if g.Deleting {
 		return "", "deleted by user"
 	}
 	if !e.quorate {
@@ -578,16 +610,16 @@ func (e *Engine) want(g *group) (string, string) {
 	if g.UserNode != "" && slices.Contains(el, g.UserNode) {
 		return g.UserNode, "moved by user to " + g.UserNode
 	}
-	if cur := g.Node; cur != "" && cur != g.avoid && slices.Contains(el, cur) {
+	if cur := g.Node; cur != "" && cur != g.Avoid && slices.Contains(el, cur) {
 		best := el[0]
-		if g.Spec.Failback == FailbackAuto && best != cur && len(g.Spec.Nodes) > 0 && best != g.avoid {
+		if g.Spec.Failback == FailbackAuto && best != cur && len(g.Spec.Nodes) > 0 && best != g.Avoid {
 			return best, "failback to the preferred node " + best
 		}
 		return cur, ""
 	}
-	cands := slices.DeleteFunc(slices.Clone(el), func(n string) bool { return n == g.avoid })
-	if len(cands) == 0 && g.avoid != "" && slices.Contains(el, g.avoid) {
-		cands = []string{g.avoid}
+	cands := slices.DeleteFunc(slices.Clone(el), func(n string) bool { return n == g.Avoid })
+	if len(cands) == 0 && g.Avoid != "" && slices.Contains(el, g.Avoid) {
+		cands = []string{g.Avoid}
 	}
 	if len(cands) == 0 {
 		var why []string
@@ -645,13 +677,13 @@ func (e *Engine) reconcile(g *group, out []Action) []Action {
 				for i := range g.Resources {
 					g.Resources[i] = ResStopped
 				}
-				if g.avoid == "" {
-					g.avoid = g.Node
+				if g.Avoid == "" {
+					g.Avoid = g.Node
 				}
 			}
 		}
-		if g.restartFrom < 0 {
-			g.restartFrom = slices.Index(g.Resources, ResFailed)
+		if g.RestartFrom < 0 {
+			g.RestartFrom = slices.Index(g.Resources, ResFailed)
 		}
 		want, why := e.want(g)
 		if g.Node != "" {
@@ -659,8 +691,8 @@ func (e *Engine) reconcile(g *group, out []Action) []Action {
 			switch {
 			case want != g.Node:
 				from = 0
-			case g.restartFrom >= 0:
-				from = g.restartFrom
+			case g.RestartFrom >= 0:
+				from = g.RestartFrom
 			}
 			if from >= 0 {
 				for i := len(g.Resources) - 1; i >= from; i-- {
@@ -674,8 +706,8 @@ func (e *Engine) reconcile(g *group, out []Action) []Action {
 						r := g.Spec.Resources[i]
 						reason := g.Reason
 						switch {
-						case g.cause != "":
-							reason = g.cause
+						case g.Cause != "":
+							reason = g.Cause
 						case want != g.Node && why != "":
 							reason = why
 						}
@@ -683,16 +715,16 @@ func (e *Engine) reconcile(g *group, out []Action) []Action {
 						return append(out, Action{Kind: StopResource, Group: g.Spec.Name, Resource: r.Name, Spec: &r, Node: g.Node, Reason: reason})
 					}
 				}
-				g.restartFrom = -1
+				g.RestartFrom = -1
 				if want != g.Node {
 					g.Node = ""
-					clear(g.restarts)
+					clear(g.Restarts)
 				}
 			}
 		}
 		if g.Node == "" {
 			if want == "" {
-				if g.deleting {
+				if g.Deleting {
 					delete(e.groups, g.Spec.Name)
 					return append(out, Action{Kind: SetState, Group: g.Spec.Name, State: Deleted, Reason: why})
 				}
@@ -703,12 +735,12 @@ func (e *Engine) reconcile(g *group, out []Action) []Action {
 				return e.setState(g, s, why, out)
 			}
 			g.Node = want
-			clear(g.restarts)
+			clear(g.Restarts)
 			if why != "" {
 				g.Reason = why
 			}
-			if g.cause != "" {
-				g.Reason += "; " + g.cause
+			if g.Cause != "" {
+				g.Reason += "; " + g.Cause
 			}
 		}
 		for i, r := range g.Resources {
@@ -728,7 +760,7 @@ func (e *Engine) reconcile(g *group, out []Action) []Action {
 				return out // starting: wait for the report
 			}
 		}
-		g.avoid, g.cause = "", ""
+		g.Avoid, g.Cause = "", ""
 		return e.setState(g, Running, "every resource started", out)
 	}
 }

@@ -1,6 +1,7 @@
 package groups
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -92,6 +93,25 @@ func joinLines(l []string) string {
 		s += x + "\n"
 	}
 	return s
+}
+
+// roundTrip replaces the engine by one restored from its snapshot passed
+// through JSON, as a new leader would; it must behave the same.
+func (w *world) roundTrip() {
+	raw, err := json.Marshal(w.e.Snapshot())
+	if err != nil {
+		w.t.Fatalf("marshal snapshot: %v", err)
+	}
+	var s Snapshot
+	if err := json.Unmarshal(raw, &s); err != nil {
+		w.t.Fatalf("unmarshal snapshot: %v", err)
+	}
+	e := Restore(w.cfg, s)
+	if a, b := fmt.Sprint(w.e.Snapshot()), fmt.Sprint(e.Snapshot()); a != b {
+		w.t.Fatalf("snapshot does not survive a round trip:\n%s\n%s", a, b)
+	}
+	w.e = e
+	w.log = append(w.log, "(restored from a snapshot)")
 }
 
 // take removes and returns a random pending action matching keep.
@@ -232,8 +252,11 @@ func TestNeverTwice(t *testing.T) {
 				for i := range propGroups {
 					w.send(Event{Kind: CreateGroup, Group: propGroups[i].Name, Spec: &propGroups[i]})
 				}
-				for range 400 {
+				for i := range 400 {
 					w.step()
+					if i%37 == 36 {
+						w.roundTrip()
+					}
 				}
 			})
 		}
