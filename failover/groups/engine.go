@@ -208,7 +208,9 @@ func (e *Engine) Handle(ev Event) []Action {
 	if ev.At.After(e.now) {
 		e.now = ev.At
 	}
-	var out []Action
+	// Every event carries the time: deadlines and retries due by now apply
+	// first, whatever the event.
+	out := e.tick(e.now, nil)
 	switch ev.Kind {
 	case NodeUp:
 		out = e.nodeUp(ev, out)
@@ -286,8 +288,7 @@ func (e *Engine) Handle(ev Event) []Action {
 				delete(g.Failures, ev.Node)
 			}
 		}
-	case Tick:
-		out = e.tick(ev.At, out)
+	case Tick: // applied above
 	}
 	for _, name := range sortedKeys(e.groups) {
 		out = e.reconcile(e.groups[name], out)
