@@ -13,17 +13,17 @@
 //
 // A group's life on a node:
 //
-//	            place on first eligible node (quorate only)
-//	 stopped ───────────────────────────────────────────▶ starting ──all started──▶ running
-//	 blocked ◀── no quorum: stop in reverse ──┐        ▲ (one start at a time,        │
-//	    ▲                                      │        │  each after the last report) │
-//	    │                                  stopping ◀───┴──── move, failback, failure, ─┘
-//	    │                                      │               node leaving, delete
-//	    │                                      ▼
-//	    └──────────────────────────── next node (or stopped/deleted)
+//	           place on first eligible node (quorate only)
+//	stopped ───────────────────────────────────────────▶ starting ──all started──▶ running
+//	blocked ◀── no quorum: stop in reverse ──┐        ▲ (one start at a time,        │
+//	   ▲                                      │        │  each after the last report) │
+//	   │                                  stopping ◀───┴──── move, failback, failure, ─┘
+//	   │                                      │               node leaving, delete
+//	   │                                      ▼
+//	   └──────────────────────────── next node (or stopped/deleted)
 //
-//	 running/starting/stopping ──node down──▶ recovering ──fenced, or self-fence──▶ next node
-//	                                                       deadline passed
+//	running/starting/stopping ──node down──▶ recovering ──fenced, or self-fence──▶ next node
+//	                                                      deadline passed
 //
 // Safety rules, each checked by the property test against a model of what
 // may really run where:
