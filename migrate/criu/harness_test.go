@@ -18,8 +18,14 @@ import (
 	"github.com/batonhq/baton/wire"
 )
 
-// criuPath is the CRIU the tests use: the one `make deps` installs.
-const criuPath = "/usr/local/sbin/criu"
+// criuPath is the CRIU the tests use: $BATON_CRIU, or the one `make deps`
+// installs.
+var criuPath = func() string {
+	if p := os.Getenv("BATON_CRIU"); p != "" {
+		return p
+	}
+	return "/usr/local/sbin/criu"
+}()
 
 // needCRIU skips the test (or fails it under BATON_REQUIRE_PRIVILEGED=1)
 // unless it runs as root with a working CRIU and cgroup v1 freezer.

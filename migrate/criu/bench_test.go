@@ -1,0 +1,222 @@
+package criu
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"text/tabwriter"
+	"time"
+)
+
+var benchBig = flag.Bool("migrate.big", false, "BenchmarkStopCopy: include the 1 GiB workload (needs ~4 GiB of free memory and takes a few seconds per run)")
+
+// benchRow is one line of the table BenchmarkStopCopy prints.
+type benchRow struct {
+	size                            string
+	batonFrozen, batonTotal         time.Duration
+	criuFrozen, criuTotal           time.Duration
+	batonDumpCall, batonRestoreCall time.Duration
+	cliDump, cliCopy, cliRestore    time.Duration
+	runs                            int
+}
+
+var (
+	benchMu   sync.Mutex
+	benchRows []benchRow
+)
+
+// benchDir is where images go: tmpfs when there is one, so that the
+// comparison measures CRIU and Baton, not the disk.
+func benchDir(b *testing.B) string {
+	b.Helper()
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		d, err := os.MkdirTemp("/dev/shm", "baton-bench-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(d) })
+		return d
+	}
+	return b.TempDir()
+}
+
+// BenchmarkStopCopy measures, for workloads of several sizes, the frozen time
+// (freeze to running again) and total time of Baton's stop-copy (pages
+// streamed to a page server, other images copied, restore into the other
+// node's cgroups) beside plain CRIU as a user would script it (criu dump -D
+// dir; cp -r dir dir2; criu restore -D dir2 -d), in the same run, and prints
+// a table with ratios. "tiny" is the shell counter: Baton's overhead over
+// CRIU's own dump and restore calls. The 1 GiB case needs -migrate.big.
+//
+//	go test -run '^$' -bench StopCopy -benchtime 3x ./migrate/criu [-args -migrate.big]
+func BenchmarkStopCopy(b *testing.B) {
+	c := needCRIU(b)
+	sizes := []struct {
+		name string
+		mib  int
+	}{{"tiny", 0}, {"64MiB", 64}, {"256MiB", 256}}
+	if *benchBig {
+		sizes = append(sizes, struct {
+			name string
+			mib  int
+		}{"1GiB", 1024})
+	}
+	benchMu.Lock()
+	benchRows = nil
+	benchMu.Unlock()
+	for _, sz := range sizes {
+		b.Run(sz.name, func(b *testing.B) { benchSize(b, c, sz.name, sz.mib) })
+	}
+	printTable(b)
+}
+
+func benchSize(b *testing.B, c *Client, name string, mib int) {
+	ctx := context.Background()
+	tag := fmt.Sprintf("b%d%s", os.Getpid(), strings.ToLower(name))
+	na, nb, nc := newNode(b, tag+"a"), newNode(b, tag+"b"), newNode(b, tag+"c")
+	root := benchDir(b)
+	wdBaton := filepath.Join(b.TempDir(), "baton")
+	wdCLI := filepath.Join(b.TempDir(), "cli")
+	start := func(n *node, id, wd string) int {
+		if mib == 0 {
+			pid := startCounter(b, n, id, wd)
+			waitFor(b, 10*time.Second, "the counter", func() bool { return last(counts(b, wd)) >= 1 })
+			return pid
+		}
+		return startMem(b, n, id, wd, mib)
+	}
+	const id = "w"
+	pid := start(na, id, wdBaton)
+	cliPID := start(nc, "cli", wdCLI)
+	if rss, err := RSS(pid); err == nil {
+		b.Logf("%s: workload RSS %d MiB", name, rss>>20)
+	}
+	row := benchRow{size: name}
+	from, to := na, nb
+	logKey := na.r.LogPath(id)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		// Baton: freeze, dump to the target's page server, copy the
+		// other images, restore into the target's cgroups, kill the
+		// source.
+		t0 := time.Now()
+		m := &migration{c: c, from: from, to: to, id: id, srcPID: pid, logKey: logKey}
+		m.dstImages = filepath.Join(root, fmt.Sprintf("baton-%d-dst", i))
+		stop, port, err := c.PageServer(ctx, m.dstImages, "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := m.freezeAndDump(ctx, port); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.transferAndRestore(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.freezer.Kill(ctx); err != nil {
+			b.Fatal(err)
+		}
+		stop()
+		total := time.Since(t0)
+		row.batonFrozen += m.frozen
+		row.batonTotal += total
+		row.batonDumpCall += m.dump.Duration
+		row.batonRestoreCall += m.restore.Duration
+		os.RemoveAll(m.srcImages)
+		os.RemoveAll(m.dstImages)
+		pid, logKey = m.restore.PID, to.r.LogPath(id)
+		from, to = to, from
+
+		// Plain CRIU as a user scripts it.
+		d1 := filepath.Join(root, fmt.Sprintf("cli-%d", i))
+		d2 := d1 + "-copy"
+		os.MkdirAll(d1, 0o700)
+		t1 := time.Now()
+		criuCLI(b, "dump", "-t", strconv.Itoa(cliPID), "-D", d1, "-o", "dump.log", "-v4", "--network-lock", "skip")
+		t2 := time.Now()
+		if out, err := exec.Command("cp", "-r", d1, d2).CombinedOutput(); err != nil {
+			b.Fatalf("cp -r: %v: %s", err, out)
+		}
+		t3 := time.Now()
+		pidFile := filepath.Join(root, "cli.pid")
+		criuCLI(b, "restore", "-D", d2, "-d", "-o", "restore.log", "-v4", "--pidfile", pidFile)
+		t4 := time.Now()
+		pb, err := os.ReadFile(pidFile)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cliPID, _ = strconv.Atoi(strings.TrimSpace(string(pb)))
+		row.criuFrozen += t4.Sub(t1)
+		row.criuTotal += t4.Sub(t1)
+		row.cliDump += t2.Sub(t1)
+		row.cliCopy += t3.Sub(t2)
+		row.cliRestore += t4.Sub(t3)
+		os.RemoveAll(d1)
+		os.RemoveAll(d2)
+		os.Remove(pidFile)
+	}
+	b.StopTimer()
+	row.runs = b.N
+	n := time.Duration(b.N)
+	b.ReportMetric(float64((row.batonFrozen/n).Microseconds())/1000, "baton-frozen-ms")
+	b.ReportMetric(float64((row.criuFrozen/n).Microseconds())/1000, "criu-frozen-ms")
+	b.ReportMetric(float64(row.batonFrozen)/float64(row.criuFrozen), "frozen-ratio")
+	benchMu.Lock()
+	// The testing package runs a benchmark with b.N=1 before the real
+	// b.N: keep the last run of each size.
+	if k := len(benchRows) - 1; k >= 0 && benchRows[k].size == row.size {
+		benchRows[k] = row
+	} else {
+		benchRows = append(benchRows, row)
+	}
+	benchMu.Unlock()
+	// The workloads must have survived every hop.
+	checkConsecutive(b, counts(b, wdBaton))
+	checkConsecutive(b, counts(b, wdCLI))
+}
+
+func criuCLI(b *testing.B, args ...string) {
+	b.Helper()
+	out, err := exec.Command(criuPath, args...).CombinedOutput()
+	if err != nil {
+		dir := ""
+		for i, a := range args {
+			if a == "-D" && i+1 < len(args) {
+				dir = args[i+1]
+			}
+		}
+		b.Fatalf("criu %s: %v: %s\n%s", args[0], err, out, LogTail(filepath.Join(dir, args[0]+".log"), 15))
+	}
+}
+
+func printTable(b *testing.B) {
+	benchMu.Lock()
+	defer benchMu.Unlock()
+	if len(benchRows) == 0 {
+		return
+	}
+	var sb strings.Builder
+	w := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', tabwriter.AlignRight)
+	ms := func(d time.Duration, n int) string {
+		return fmt.Sprintf("%.0f", float64(d.Microseconds())/1000/float64(n))
+	}
+	fmt.Fprintln(w, "size\truns\tbaton frozen ms\tcriu-cli frozen ms\tratio\tbaton total ms\tcriu-cli total ms\tratio\tbaton dump+restore calls ms\tbaton overhead ms\tcli dump/cp/restore ms\t")
+	for _, r := range benchRows {
+		calls := r.batonDumpCall + r.batonRestoreCall
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%.2f\t%s\t%s\t%.2f\t%s\t%s\t%s/%s/%s\t\n", r.size, r.runs,
+			ms(r.batonFrozen, r.runs), ms(r.criuFrozen, r.runs), float64(r.batonFrozen)/float64(r.criuFrozen),
+			ms(r.batonTotal, r.runs), ms(r.criuTotal, r.runs), float64(r.batonTotal)/float64(r.criuTotal),
+			ms(calls, r.runs), ms(r.batonFrozen-calls, r.runs),
+			ms(r.cliDump, r.runs), ms(r.cliCopy, r.runs), ms(r.cliRestore, r.runs))
+	}
+	w.Flush()
+	// The table is the benchmark's output (make bench-migrate prints it),
+	// so it goes to stdout rather than into the benchmark's log.
+	fmt.Fprintf(os.Stdout, "\nstop-copy, Baton vs plain CRIU (criu dump -D; cp -r; criu restore -d), same run, means (criu %s):\n%s\n", criuPath, sb.String())
+}
