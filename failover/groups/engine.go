@@ -48,6 +48,7 @@ type NodeState string
 // Node states.
 const (
 	NodeIsUp      NodeState = "up"
+	NodeIsSuspect NodeState = "suspect" // keeps what it runs, gets nothing new
 	NodeIsLeaving NodeState = "leaving"
 	NodeIsDown    NodeState = "down"
 )
@@ -214,9 +215,13 @@ func (e *Engine) Handle(ev Event) []Action {
 	switch ev.Kind {
 	case NodeUp:
 		out = e.nodeUp(ev, out)
+	case NodeSuspect:
+		if n := e.node(ev.Node); n.State == NodeIsUp {
+			n.State = NodeIsSuspect
+		}
 	case NodeLeaving:
 		n := e.node(ev.Node)
-		if n.State == NodeIsUp {
+		if n.State == NodeIsUp || n.State == NodeIsSuspect {
 			n.State = NodeIsLeaving
 			for _, g := range e.onNode(n.Name) {
 				g.Cause = n.Name + " is leaving in order"
@@ -582,10 +587,19 @@ func (e *Engine) eligible(g *group) []string {
 	return out
 }
 
-// whyNot says why g may not run on node, or "" if it may.
+// whyNot says why g may not be placed on node, or "" if it may.
 func (e *Engine) whyNot(g *group, node string) string {
+	return e.whyNotOn(g, node, false)
+}
+
+// whyNotOn says why g may not run on node; a group already there (staying)
+// may stay on a suspect node.
+func (e *Engine) whyNotOn(g *group, node string, staying bool) string {
 	n, ok := e.nodes[node]
 	switch {
+	case staying && ok && n.State == NodeIsSuspect && g.Failures[node] < e.threshold(g) &&
+		(len(g.Spec.Nodes) == 0 || slices.Contains(g.Spec.Nodes, node)):
+		return ""
 	case len(g.Spec.Nodes) > 0 && !slices.Contains(g.Spec.Nodes, node):
 		return node + " is not among the group's nodes"
 	case !ok:
@@ -611,9 +625,10 @@ func (e *Engine) want(g *group) (string, string) {
 	if g.UserNode != "" && slices.Contains(el, g.UserNode) {
 		return g.UserNode, "moved by user to " + g.UserNode
 	}
-	if cur := g.Node; cur != "" && cur != g.Avoid && slices.Contains(el, cur) {
-		best := el[0]
-		if g.Spec.Failback == FailbackAuto && best != cur && len(g.Spec.Nodes) > 0 && best != g.Avoid {
+	if cur := g.Node; cur != "" && cur != g.Avoid && e.whyNotOn(g, cur, true) == "" {
+		if g.Spec.Failback == FailbackAuto && len(el) > 0 && el[0] != cur && len(g.Spec.Nodes) > 0 && el[0] != g.Avoid &&
+			slices.Index(g.Spec.Nodes, el[0]) < slices.Index(g.Spec.Nodes, cur) {
+			best := el[0]
 			return best, "failback to the preferred node " + best
 		}
 		return cur, ""

@@ -193,9 +193,13 @@ func (w *world) step() {
 		if !w.up[node] {
 			w.up[node] = true
 			w.downAt[node] = time.Time{}
-			w.send(Event{Kind: NodeUp, Node: node})
 		}
-	case k < 72:
+		w.send(Event{Kind: NodeUp, Node: node}) // also ends a suspicion
+	case k < 71:
+		if w.up[node] {
+			w.send(Event{Kind: NodeSuspect, Node: node})
+		}
+	case k < 73:
 		if w.up[node] {
 			w.send(Event{Kind: NodeLeaving, Node: node})
 		}

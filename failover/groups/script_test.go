@@ -27,7 +27,7 @@ var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 //
 // Event lines start with a time since the epoch:
 //
-//	TIME node-up|node-leaving|node-down|fence-node NODE
+//	TIME node-up|node-suspect|node-leaving|node-down|fence-node NODE
 //	TIME fenced|fence-failed NODE LEVEL
 //	TIME quorum-gained|quorum-lost|tick
 //	TIME started|stopped|failed|monitor-failed GROUP RESOURCE NODE
@@ -208,7 +208,7 @@ func runScript(t *testing.T, script string) string {
 			h.engine()
 			h.ack(at)
 			continue
-		case NodeUp, NodeLeaving, NodeDown, FenceNode:
+		case NodeUp, NodeSuspect, NodeLeaving, NodeDown, FenceNode:
 			ev.Node = arg(0)
 		case Fenced, FenceFailed:
 			ev.Node = arg(0)

@@ -109,6 +109,7 @@ type EventKind string
 // the rest from users and the clock.
 const (
 	NodeUp          EventKind = "node-up"        // Node is running (membership) and may host groups
+	NodeSuspect     EventKind = "node-suspect"   // Node missed heartbeats (not yet down): it keeps its groups but gets no new ones
 	NodeLeaving     EventKind = "node-leaving"   // Node announced an orderly leave: move its groups off, no fence
 	NodeDown        EventKind = "node-down"      // Node is down on evidence; its groups are lost until it is fenced
 	Fenced          EventKind = "fenced"         // a fence device confirmed Node off (Level says which)
