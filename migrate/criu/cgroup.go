@@ -70,16 +70,43 @@ func (f *Freezer) Add(pids ...int) error {
 }
 
 // AddGroup moves every process of another v1 cgroup dir (the workload's
-// memory group: it holds the whole tree) into the freezer group.
+// memory group: it holds the whole tree) into the freezer group. Processes
+// come and go meanwhile (a shell's short-lived children): one that exits is
+// skipped, and the move is repeated until every process of dir is in the
+// freezer group (children forked after their parent moved follow it).
 func (f *Freezer) AddGroup(dir string) error {
-	pids, err := Procs(dir)
-	if err != nil {
-		return err
+	for range 100 {
+		pids, err := Procs(dir)
+		if err != nil {
+			return err
+		}
+		if len(pids) == 0 {
+			return fmt.Errorf("freezer %s: no process in %s", f.Dir, dir)
+		}
+		in, err := Procs(f.Dir)
+		if err != nil {
+			return err
+		}
+		have := make(map[int]bool, len(in))
+		for _, p := range in {
+			have[p] = true
+		}
+		moved := false
+		for _, pid := range pids {
+			if have[pid] {
+				continue
+			}
+			moved = true
+			err := os.WriteFile(filepath.Join(f.Dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+			if err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("freezer %s: add pid %d: %w", f.Dir, pid, err)
+			}
+		}
+		if !moved {
+			return nil
+		}
 	}
-	if len(pids) == 0 {
-		return fmt.Errorf("freezer %s: no process in %s", f.Dir, dir)
-	}
-	return f.Add(pids...)
+	return fmt.Errorf("freezer %s: the processes of %s keep changing", f.Dir, dir)
 }
 
 // State returns FROZEN, FREEZING or THAWED.
