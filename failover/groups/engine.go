@@ -2,6 +2,7 @@ package groups
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -75,8 +76,11 @@ type GroupInfo struct {
 	Node      string          // where its resources are or may be ("" for nowhere)
 	Resources []ResourceState // per resource, on Node
 	Failures  map[string]int  // failures per node
-	UserNode  string          // the node a user moved it to
-	Reason    string          // why it is in State
+	// LastFailure is when the last failure on each node was counted, for
+	// Group.FailureTimeout.
+	LastFailure map[string]time.Time
+	UserNode    string // the node a user moved it to
+	Reason      string // why it is in State
 	// The rest is bookkeeping, exported so that a snapshot holds all of it.
 	Restarts    []int  // restarts in place per resource on Node
 	RestartFrom int    // ≥0: stop resources from here up, then start them again
@@ -172,15 +176,19 @@ func (e *Engine) info(g *group) GroupInfo {
 	gi.Spec.Nodes = slices.Clone(gi.Spec.Nodes)
 	gi.Resources = slices.Clone(gi.Resources)
 	gi.Restarts = slices.Clone(gi.Restarts)
-	gi.Failures = make(map[string]int, len(g.Failures))
-	for k, v := range g.Failures {
-		gi.Failures[k] = v
+	gi.Failures = maps.Clone(g.Failures)
+	gi.LastFailure = maps.Clone(g.LastFailure)
+	if gi.Failures == nil {
+		gi.Failures = map[string]int{}
+	}
+	if gi.LastFailure == nil {
+		gi.LastFailure = map[string]time.Time{}
 	}
 	return gi
 }
 
 // NextDeadline returns the earliest time at which a Tick would change
-// something (a self-fence deadline or a fence retry), so the adapter can set
+// something (a self-fence deadline, a fence retry, failures expiring), so the adapter can set
 // one timer instead of ticking often.
 func (e *Engine) NextDeadline() (time.Time, bool) {
 	var best time.Time
@@ -190,6 +198,16 @@ func (e *Engine) NextDeadline() (time.Time, bool) {
 		}
 		for _, t := range []time.Time{e.deadline(n), n.RetryAt} {
 			if !t.IsZero() && (best.IsZero() || t.Before(best)) {
+				best = t
+			}
+		}
+	}
+	for _, g := range e.groups {
+		if g.Spec.FailureTimeout <= 0 {
+			continue
+		}
+		for _, last := range g.LastFailure {
+			if t := last.Add(g.Spec.FailureTimeout); best.IsZero() || t.Before(best) {
 				best = t
 			}
 		}
@@ -289,8 +307,10 @@ func (e *Engine) Handle(ev Event) []Action {
 		if g, ok := e.groups[ev.Group]; ok {
 			if ev.Node == "" {
 				clear(g.Failures)
+				clear(g.LastFailure)
 			} else {
 				delete(g.Failures, ev.Node)
+				delete(g.LastFailure, ev.Node)
 			}
 		}
 	case Tick: // applied above
@@ -330,6 +350,11 @@ func (e *Engine) onNode(node string) []*group {
 func (e *Engine) nodeUp(ev Event, out []Action) []Action {
 	n := e.node(ev.Node)
 	if n.State == NodeIsUp {
+		return out
+	}
+	if n.State == NodeIsDown && n.MustFence && !n.Fenced {
+		// Taken down alive (a stop failed, or a user's fence): it stays out
+		// until a fence, or a user, confirms it was off.
 		return out
 	}
 	if n.State == NodeIsDown && n.Unclean {
@@ -407,6 +432,21 @@ func (e *Engine) startFence(n *NodeInfo, level int, reason string, out []Action)
 }
 
 func (e *Engine) tick(now time.Time, out []Action) []Action {
+	for _, name := range sortedKeys(e.groups) {
+		g := e.groups[name]
+		if g.Spec.FailureTimeout <= 0 {
+			continue
+		}
+		for _, node := range sortedKeys(g.Failures) {
+			if now.Sub(g.LastFailure[node]) >= g.Spec.FailureTimeout {
+				delete(g.Failures, node)
+				delete(g.LastFailure, node)
+				if node == g.Node {
+					clear(g.Restarts)
+				}
+			}
+		}
+	}
 	for _, name := range sortedKeys(e.nodes) {
 		n := e.nodes[name]
 		if n.State != NodeIsDown || !n.Unclean {
@@ -450,6 +490,7 @@ func (e *Engine) create(ev Event, out []Action) []Action {
 	}
 	g.Restarts = make([]int, len(spec.Resources))
 	g.Failures = map[string]int{}
+	g.LastFailure = map[string]time.Time{}
 	g.Reason = "created"
 	e.groups[spec.Name] = g
 	return out
@@ -527,6 +568,7 @@ func (e *Engine) resourceEvent(ev Event, out []Action) []Action {
 func (e *Engine) failure(g *group, i int, what string, out []Action) []Action {
 	node, res := g.Node, g.Spec.Resources[i]
 	g.Failures[node]++
+	g.LastFailure[node] = e.now
 	threshold := e.threshold(g)
 	switch {
 	case g.Failures[node] >= threshold:

@@ -33,7 +33,7 @@ var (
 	propGroups = []Group{
 		{Name: "g1", Nodes: []string{"n1", "n2", "n3"}, Failback: FailbackAuto, Resources: []Resource{
 			{Name: "ip", Kind: IP}, {Name: "db", Monitor: Monitor{Restarts: 1}}, {Name: "app", Monitor: Monitor{Restarts: 2}}}},
-		{Name: "g2", FailureThreshold: 2, Resources: []Resource{{Name: "x", Monitor: Monitor{Restarts: 1}}}},
+		{Name: "g2", FailureThreshold: 2, FailureTimeout: 4 * time.Second, Resources: []Resource{{Name: "x", Monitor: Monitor{Restarts: 1}}}},
 		{Name: "g3", Nodes: []string{"n4", "n3"}, Resources: []Resource{{Name: "a"}, {Name: "b"}}},
 	}
 )

@@ -31,7 +31,7 @@ var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 //	TIME fenced|fence-failed NODE LEVEL
 //	TIME quorum-gained|quorum-lost|tick
 //	TIME started|stopped|failed|monitor-failed GROUP RESOURCE NODE
-//	TIME create GROUP resources=NAME[:KIND][/RESTARTS],... [nodes=N1,N2] [failback=auto] [threshold=N]
+//	TIME create GROUP resources=NAME[:KIND][/RESTARTS],... [nodes=N1,N2] [failback=auto] [threshold=N] [failure-timeout=D]
 //	TIME delete GROUP | move GROUP [NODE] | reset-failures GROUP [NODE]
 //	TIME ack        every start and stop outstanding on an up node succeeds, in order
 func TestScripts(t *testing.T) {
@@ -142,6 +142,8 @@ func parseGroup(t *testing.T, name string, args []string) *Group {
 			g.Failback = Failback(v)
 		case "threshold":
 			g.FailureThreshold, _ = strconv.Atoi(v)
+		case "failure-timeout":
+			g.FailureTimeout, _ = time.ParseDuration(v)
 		default:
 			t.Fatalf("create %s: unknown argument %q", name, a)
 		}

@@ -69,6 +69,10 @@ type Group struct {
 	// that node until its failures are reset (Pacemaker's
 	// migration-threshold); zero takes Config.FailureThreshold.
 	FailureThreshold int `json:"failureThreshold,omitempty"`
+	// FailureTimeout forgets a node's failures (and the restarts in place
+	// counted there) after this long without a new one; zero keeps them
+	// until reset (Pacemaker's failure-timeout).
+	FailureTimeout time.Duration `json:"failureTimeout,omitempty"`
 }
 
 // Validate reports what is wrong with g, if anything.
@@ -94,6 +98,9 @@ func Validate(g Group) error {
 	}
 	if g.Failback != "" && g.Failback != FailbackManual && g.Failback != FailbackAuto {
 		return fmt.Errorf("%w: group %q: failback %q is neither manual nor auto", ErrInvalidGroup, g.Name, g.Failback)
+	}
+	if g.FailureTimeout < 0 {
+		return fmt.Errorf("%w: group %q: failure timeout %s is negative", ErrInvalidGroup, g.Name, g.FailureTimeout)
 	}
 	if g.FailureThreshold < 0 {
 		return fmt.Errorf("%w: group %q: failure threshold %d is negative", ErrInvalidGroup, g.Name, g.FailureThreshold)
