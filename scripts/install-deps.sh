@@ -16,13 +16,17 @@ APT_PACKAGES=(iptables runc fence-agents openipmi ipmitool iproute2 procps psmis
 # Build dependencies of CRIU, all from bookworm (list from shared/MACHINE.md, plus the compiler
 # toolchain and xz so that a really bare machine can build too).
 CRIU_BUILD_DEPS=(
-	build-essential xz-utils pkg-config
+	build-essential xz-utils pkg-config patch
 	libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler python3-protobuf
 	libnl-3-dev libcap-dev libnet1-dev libbsd-dev libgnutls28-dev uuid-dev libaio-dev
 )
 CRIU_BIN=/usr/local/sbin/criu
 CRIU_CACHE=/var/cache/baton-criu
 CRIU_SRC_LIST=/etc/apt/sources.list.d/baton-criu-src.sources
+# Baton's fixes to CRIU, applied in name order before the build. The stamp records which
+# patches the installed binary was built with, so changing them rebuilds CRIU.
+CRIU_PATCHES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/criu-patches
+CRIU_STAMP=/usr/local/share/baton/criu-build.stamp
 
 STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.1.2; needs go >= 1.26.0
 
@@ -165,11 +169,19 @@ build_criu() {
 	tar -C "$workdir" -xf "$tarball"
 	srcdir=$(find "$workdir" -mindepth 1 -maxdepth 1 -type d | head -n1)
 	[[ -n $srcdir && -f $srcdir/Makefile ]] || die "unexpected layout of $tarball"
+	local p
+	for p in "$CRIU_PATCHES_DIR"/*.patch; do
+		[[ -e $p ]] || continue
+		log "applying $(basename "$p")"
+		patch -d "$srcdir" -p1 --forward --batch <"$p" >/dev/null || die "patch $p does not apply to $(basename "$tarball")"
+	done
 	log "building CRIU: make -j$(nproc) criu (about 20 s)"
 	# Only the criu binary is needed (go-criu talks to it in swrk mode); no docs, no plugins.
 	make -C "$srcdir" -j"$(nproc)" criu </dev/null
 	[[ -x $srcdir/criu/criu ]] || die "CRIU build produced no criu/criu binary"
 	install -D -m 0755 "$srcdir/criu/criu" "$CRIU_BIN"
+	install -D -m 0644 /dev/null "$CRIU_STAMP"
+	criu_wanted_stamp >"$CRIU_STAMP"
 	rm -rf "$workdir"
 	trap - EXIT
 	log "installed $CRIU_BIN ($(criu_version))"
@@ -185,11 +197,17 @@ check_criu() {
 	log "criu check: Looks good"
 }
 
+criu_wanted_stamp() { # the patches the binary should be built with
+	cat "$CRIU_PATCHES_DIR"/*.patch 2>/dev/null | sha256sum | cut -d' ' -f1
+}
+
 ver=$(criu_version)
-if [[ $ver == 4.* ]]; then
-	log "CRIU $ver already installed at $CRIU_BIN"
+if [[ $ver == 4.* ]] && [[ $(cat "$CRIU_STAMP" 2>/dev/null) == "$(criu_wanted_stamp)" ]]; then
+	log "CRIU $ver already installed at $CRIU_BIN (with Baton's patches)"
 else
-	if [[ -n $ver ]]; then
+	if [[ $ver == 4.* ]]; then
+		log "$CRIU_BIN is CRIU $ver without Baton's current patches: rebuilding"
+	elif [[ -n $ver ]]; then
 		log "$CRIU_BIN is CRIU $ver, need 4.x: rebuilding"
 	else
 		log "CRIU 4.x not found at $CRIU_BIN: building it from Debian trixie's source"
