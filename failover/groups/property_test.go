@@ -298,26 +298,7 @@ func TestNeverTwice(t *testing.T) {
 	for _, wait := range []time.Duration{0, 3 * time.Second} {
 		for seed := range uint64(300) {
 			t.Run(fmt.Sprintf("wait=%s/seed=%d", wait, seed), func(t *testing.T) {
-				cfg := Config{SelfFenceWait: wait, StopWithin: time.Second, FenceRetry: 2 * time.Second, FailureThreshold: 3,
-					DefaultFenceLevels: []string{"ipmi", "pdu"}}
-				w := &world{t: t, r: rand.New(rand.NewPCG(seed, uint64(wait))), e: New(cfg), cfg: cfg, now: epoch,
-					up: map[string]bool{}, downAt: map[string]time.Time{}, maybe: map[string]map[string]map[string]bool{}}
-				w.quorate = true
-				w.send(Event{Kind: QuorumGained})
-				for _, n := range propNodes {
-					w.up[n] = true
-					w.send(Event{Kind: NodeUp, Node: n})
-				}
-				for i := range propGroups {
-					w.send(Event{Kind: CreateGroup, Group: propGroups[i].Name, Spec: &propGroups[i]})
-				}
-				for i := range 400 {
-					w.step()
-					if i%37 == 36 {
-						w.roundTrip()
-					}
-				}
-				w.settle()
+				runWorld(t, seed, uint64(wait), wait)
 			})
 		}
 	}
@@ -359,28 +340,38 @@ func TestMakesProgress(t *testing.T) {
 	}
 }
 
+// runWorld starts a healthy cluster with every test group, runs 400 random
+// steps (restoring the engine from a snapshot now and then), then heals it.
+func runWorld(t *testing.T, seed1, seed2 uint64, wait time.Duration) {
+	cfg := Config{SelfFenceWait: wait, StopWithin: time.Second, FenceRetry: 2 * time.Second, FailureThreshold: 3,
+		DefaultFenceLevels: []string{"ipmi", "pdu"}}
+	w := &world{t: t, r: rand.New(rand.NewPCG(seed1, seed2)), e: New(cfg), cfg: cfg, now: epoch, quorate: true,
+		up: map[string]bool{}, downAt: map[string]time.Time{}, maybe: map[string]map[string]map[string]bool{}}
+	w.send(Event{Kind: QuorumGained})
+	for _, n := range propNodes {
+		w.up[n] = true
+		w.send(Event{Kind: NodeUp, Node: n})
+	}
+	for i := range propGroups {
+		w.send(Event{Kind: CreateGroup, Group: propGroups[i].Name, Spec: &propGroups[i]})
+	}
+	for i := range 400 {
+		w.step()
+		if i%37 == 36 {
+			w.roundTrip()
+		}
+	}
+	w.settle()
+}
+
 // FuzzNeverTwice runs TestNeverTwice's model from fuzzed seeds.
 func FuzzNeverTwice(f *testing.F) {
-	f.Add(uint64(1), false)
-	f.Fuzz(func(t *testing.T, seed uint64, deadline bool) {
+	f.Add(uint64(1), uint64(2), false)
+	f.Fuzz(func(t *testing.T, seed1, seed2 uint64, deadline bool) {
 		wait := time.Duration(0)
 		if deadline {
 			wait = 3 * time.Second
 		}
-		cfg := Config{SelfFenceWait: wait, StopWithin: time.Second, FenceRetry: 2 * time.Second, FailureThreshold: 3,
-			DefaultFenceLevels: []string{"ipmi", "pdu"}}
-		w := &world{t: t, r: rand.New(rand.NewPCG(seed, 7)), e: New(cfg), cfg: cfg, now: epoch, quorate: true,
-			up: map[string]bool{}, downAt: map[string]time.Time{}, maybe: map[string]map[string]map[string]bool{}}
-		w.send(Event{Kind: QuorumGained})
-		for _, n := range propNodes {
-			w.up[n] = true
-			w.send(Event{Kind: NodeUp, Node: n})
-		}
-		for i := range propGroups {
-			w.send(Event{Kind: CreateGroup, Group: propGroups[i].Name, Spec: &propGroups[i]})
-		}
-		for range 400 {
-			w.step()
-		}
+		runWorld(t, seed1, seed2, wait)
 	})
 }
