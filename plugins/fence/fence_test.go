@@ -138,7 +138,9 @@ func TestContextPropagates(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, fence.ErrTimeout) {
 			t.Errorf("Off past its deadline: got %v, want context.DeadlineExceeded and ErrTimeout", err)
 		}
-		waitErr(t, d.sawDone, context.DeadlineExceeded)
+		// The plugin side sees its own deadline or the client's cancel,
+		// whichever comes first; either way its context ends.
+		waitDone(t, d.sawDone)
 	})
 	t.Run("Cancel", func(t *testing.T) {
 		d := &blockingDriver{sawDone: make(chan error, 1)}
@@ -155,12 +157,12 @@ func TestContextPropagates(t *testing.T) {
 	})
 }
 
-func waitErr(t *testing.T, c <-chan error, want error) {
+func waitDone(t *testing.T, c <-chan error) {
 	t.Helper()
 	select {
 	case err := <-c:
-		if !errors.Is(err, want) {
-			t.Errorf("driver saw %v, want %v", err, want)
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			t.Errorf("driver saw %v, want its context to end", err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Errorf("driver's context never ended")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -118,6 +119,10 @@ func toStatus(err error) error {
 	return status.Error(codes.Unknown, err.Error())
 }
 
+// deadlineSlack is how close to the caller's deadline a DeadlineExceeded
+// status counts as that deadline.
+const deadlineSlack = 50 * time.Millisecond
+
 // statusError is an error that came back over gRPC: the driver's message,
 // unwrapping to the sentinels its status code stands for.
 type statusError struct {
@@ -161,7 +166,19 @@ func fromStatus(ctx context.Context, method string, err error) error {
 	default:
 		errs = append(errs, ErrFailed)
 	}
-	if cerr := ctx.Err(); cerr != nil {
+	cerr := ctx.Err()
+	if dl, ok := ctx.Deadline(); cerr == nil && ok && st.Code() == codes.DeadlineExceeded && time.Until(dl) < deadlineSlack {
+		// gRPC's timers (the client's, or the server's from the encoded,
+		// rounded-down grpc-timeout) can fire an instant before the
+		// context's own: this is the caller's deadline.
+		cerr = context.DeadlineExceeded
+	}
+	if cerr != nil {
+		// Whatever the code (the plugin may have seen the cancellation of
+		// the stream before its own deadline), the caller's deadline passed.
+		if errors.Is(cerr, context.DeadlineExceeded) && st.Code() != codes.DeadlineExceeded {
+			errs = append(errs, ErrTimeout)
+		}
 		errs = append(errs, cerr)
 	} else if st.Code() == codes.Canceled {
 		errs = append(errs, context.Canceled)
