@@ -53,6 +53,19 @@
 // overrides the preference until cleared, or until the group is forced off
 // that node.
 //
+// Defaults (DefaultConfig): the 2 s death-to-recovery target is met through
+// fencing — membership.FailoverConfig confirms a death in about 1 s, a fence
+// device answers in a few hundred milliseconds, and the first start follows at
+// once. SelfFenceWait (5 s) is the fallback when every fence level fails: a
+// cut-off node notices it lost quorum in about 1 s (the same heartbeat and
+// probe rules), has StopWithin (2 s) to stop everything, and 2 s more cover
+// timer slack and clock-rate differences; since the majority counts from the
+// moment it declared the node down, which is already later than the node's
+// last contact, the bound holds. FenceRetry (10 s) retries a failed fencing
+// round without hammering a broken BMC. FailureThreshold (3) moves a group off
+// a node after three failures there, as commonly configured with Pacemaker
+// (whose own default, INFINITY, never does).
+//
 // A leader persists Engine.Snapshot (plain data, JSON) and its successor
 // continues with Restore.
 package groups
