@@ -113,6 +113,7 @@ type Heartbeat struct {
 	Capacity   Capacity          `json:"capacity"`
 	Headroom   Headroom          `json:"headroom"`
 	Workloads  []WorkloadStatus  `json:"workloads"`
+	Features   *NodeFeatures     `json:"features,omitempty"`
 }
 
 // Leave announces that an agent is shutting down in order.
@@ -138,13 +139,18 @@ type Command struct {
 	Op       string        `json:"op"`
 	ID       string        `json:"id,omitempty"`       // OpStop
 	Workload *WorkloadSpec `json:"workload,omitempty"` // OpStart
+	// Migration is the body of the migration operations (OpMigrate*) but
+	// OpMigrateReceive, whose body is Chunk.
+	Migration *MigrationCmd `json:"migration,omitempty"`
+	Chunk     *FileChunk    `json:"chunk,omitempty"`
 }
 
 // CommandReply answers a Command. Error is empty on success.
 type CommandReply struct {
-	V      int             `json:"v"`
-	Error  string          `json:"error,omitempty"`
-	Status *WorkloadStatus `json:"status,omitempty"`
+	V         int             `json:"v"`
+	Error     string          `json:"error,omitempty"`
+	Status    *WorkloadStatus `json:"status,omitempty"`
+	Migration *MigrationReply `json:"migration,omitempty"`
 }
 
 func decode(data []byte, v any, version *int) error {
@@ -200,6 +206,14 @@ func DecodeCommand(data []byte) (Command, error) {
 	case OpStop:
 		if c.ID == "" {
 			return Command{}, fmt.Errorf("command stop: %w: needs an id", ErrMalformed)
+		}
+	case OpMigratePrepare, OpMigrateDump, OpMigrateSendImages, OpMigrateRestore, OpMigrateCommit, OpMigrateAbort:
+		if err := validateMigrationCmd(c.Op, c.Migration); err != nil {
+			return Command{}, err
+		}
+	case OpMigrateReceive:
+		if err := validateChunk(c.Chunk); err != nil {
+			return Command{}, err
 		}
 	default:
 		return Command{}, fmt.Errorf("command: %w: unknown op %q", ErrMalformed, c.Op)
