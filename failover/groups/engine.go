@@ -725,102 +725,100 @@ func (e *Engine) setState(g *group, s State, reason string, out []Action) []Acti
 // down node to be made safe, stops resources in reverse, then starts them in
 // order, one at a time, each after the previous one is reported.
 func (e *Engine) reconcile(g *group, out []Action) []Action {
-	{
-		if g.Node != "" {
-			n := e.nodes[g.Node]
-			if n.State == NodeIsDown {
-				if n.Unclean && !g.allStopped(0) {
-					return e.setState(g, Recovering, g.Reason, out)
-				}
-				for i := range g.Resources {
-					g.Resources[i] = ResStopped
-				}
-				if g.Avoid == "" {
-					g.Avoid = g.Node
-				}
+	if g.Node != "" {
+		n := e.nodes[g.Node]
+		if n.State == NodeIsDown {
+			if n.Unclean && !g.allStopped(0) {
+				return e.setState(g, Recovering, g.Reason, out)
+			}
+			for i := range g.Resources {
+				g.Resources[i] = ResStopped
+			}
+			if g.Avoid == "" {
+				g.Avoid = g.Node
 			}
 		}
-		if g.RestartFrom < 0 {
-			g.RestartFrom = slices.Index(g.Resources, ResFailed)
-		}
-		want, why := e.want(g)
-		if g.Node != "" {
-			from := -1
-			switch {
-			case want != g.Node:
-				from = 0
-			case g.RestartFrom >= 0:
-				from = g.RestartFrom
-			}
-			if from >= 0 {
-				for i := len(g.Resources) - 1; i >= from; i-- {
-					switch g.Resources[i] {
-					case ResStopped:
-						continue
-					case ResStopping, ResStarting, ResUnknown:
-						return out // wait for the report
-					case ResStarted, ResFailed:
-						g.Resources[i] = ResStopping
-						r := g.Spec.Resources[i]
-						reason := g.Reason
-						switch {
-						case g.Cause != "":
-							reason = g.Cause
-						case want != g.Node && why != "":
-							reason = why
-						}
-						out = e.setState(g, Stopping, reason, out)
-						return append(out, Action{Kind: StopResource, Group: g.Spec.Name, Resource: r.Name, Spec: &r, Node: g.Node, Reason: reason})
-					}
-				}
-				g.RestartFrom = -1
-				if want != g.Node {
-					g.Node = ""
-					clear(g.Restarts)
-				}
-			}
-		}
-		if g.Node == "" {
-			if want == "" {
-				if g.Deleting {
-					delete(e.groups, g.Spec.Name)
-					return append(out, Action{Kind: SetState, Group: g.Spec.Name, State: Deleted, Reason: why})
-				}
-				s := Stopped
-				if !e.quorate {
-					s = Blocked
-				}
-				return e.setState(g, s, why, out)
-			}
-			g.Node = want
-			clear(g.Restarts)
-			if why != "" {
-				g.Reason = why
-			}
-			if g.Cause != "" {
-				g.Reason += "; " + g.Cause
-			}
-		}
-		for i, r := range g.Resources {
-			switch r {
-			case ResStarted:
-				continue
-			case ResStopped:
-				g.Resources[i] = ResStarting
-				res := g.Spec.Resources[i]
-				reason := g.Reason
-				if i > 0 {
-					reason = fmt.Sprintf("%s started", g.Spec.Resources[i-1].Name)
-				}
-				out = e.setState(g, Starting, g.Reason, out)
-				return append(out, Action{Kind: StartResource, Group: g.Spec.Name, Resource: res.Name, Spec: &res, Node: g.Node, Reason: reason})
-			default:
-				return out // starting: wait for the report
-			}
-		}
-		g.Avoid, g.Cause = "", ""
-		return e.setState(g, Running, "every resource started", out)
 	}
+	if g.RestartFrom < 0 {
+		g.RestartFrom = slices.Index(g.Resources, ResFailed)
+	}
+	want, why := e.want(g)
+	if g.Node != "" {
+		from := -1
+		switch {
+		case want != g.Node:
+			from = 0
+		case g.RestartFrom >= 0:
+			from = g.RestartFrom
+		}
+		if from >= 0 {
+			for i := len(g.Resources) - 1; i >= from; i-- {
+				switch g.Resources[i] {
+				case ResStopped:
+					continue
+				case ResStopping, ResStarting, ResUnknown:
+					return out // wait for the report
+				case ResStarted, ResFailed:
+					g.Resources[i] = ResStopping
+					r := g.Spec.Resources[i]
+					reason := g.Reason
+					switch {
+					case g.Cause != "":
+						reason = g.Cause
+					case want != g.Node && why != "":
+						reason = why
+					}
+					out = e.setState(g, Stopping, reason, out)
+					return append(out, Action{Kind: StopResource, Group: g.Spec.Name, Resource: r.Name, Spec: &r, Node: g.Node, Reason: reason})
+				}
+			}
+			g.RestartFrom = -1
+			if want != g.Node {
+				g.Node = ""
+				clear(g.Restarts)
+			}
+		}
+	}
+	if g.Node == "" {
+		if want == "" {
+			if g.Deleting {
+				delete(e.groups, g.Spec.Name)
+				return append(out, Action{Kind: SetState, Group: g.Spec.Name, State: Deleted, Reason: why})
+			}
+			s := Stopped
+			if !e.quorate {
+				s = Blocked
+			}
+			return e.setState(g, s, why, out)
+		}
+		g.Node = want
+		clear(g.Restarts)
+		if why != "" {
+			g.Reason = why
+		}
+		if g.Cause != "" {
+			g.Reason += "; " + g.Cause
+		}
+	}
+	for i, r := range g.Resources {
+		switch r {
+		case ResStarted:
+			continue
+		case ResStopped:
+			g.Resources[i] = ResStarting
+			res := g.Spec.Resources[i]
+			reason := g.Reason
+			if i > 0 {
+				reason = fmt.Sprintf("%s started", g.Spec.Resources[i-1].Name)
+			}
+			out = e.setState(g, Starting, g.Reason, out)
+			return append(out, Action{Kind: StartResource, Group: g.Spec.Name, Resource: res.Name, Spec: &res, Node: g.Node, Reason: reason})
+		default:
+			return out // starting: wait for the report
+		}
+	}
+	g.Avoid, g.Cause = "", ""
+	return e.setState(g, Running, "every resource started", out)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

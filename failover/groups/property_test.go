@@ -54,7 +54,7 @@ func (w *world) mark(g, n, r string, on bool) {
 
 func (w *world) send(ev Event) {
 	ev.At = w.now
-	w.log = append(w.log, fmt.Sprintf("%s %s %s %s %s %d", ev.At.Sub(epoch), ev.Kind, ev.Node, ev.Group, ev.Resource, ev.Level))
+	w.log = append(w.log, fmt.Sprintf("%s %s", ev.At.Sub(epoch), ev))
 	for _, a := range w.e.Handle(ev) {
 		w.log = append(w.log, "  "+a.String())
 		switch a.Kind {

@@ -227,3 +227,19 @@ const (
 	ResFailed   ResourceState = "failed"  // failed; must be stopped before it starts again
 	ResUnknown  ResourceState = "unknown" // its node is down: it may still run until the node is fenced
 )
+
+func (ev Event) String() string {
+	s := string(ev.Kind)
+	for _, f := range []string{ev.Group, ev.Resource, ev.Node} {
+		if f != "" {
+			s += " " + f
+		}
+	}
+	if ev.Kind == Fenced || ev.Kind == FenceFailed {
+		s += fmt.Sprintf(" level %d", ev.Level)
+	}
+	if ev.Reason != "" {
+		s += " (" + ev.Reason + ")"
+	}
+	return s
+}
