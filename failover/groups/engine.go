@@ -102,10 +102,29 @@ type Engine struct {
 	now     time.Time
 }
 
-// New returns an engine with no nodes or groups and no quorum.
+// Validate reports a configuration that would break the safety argument:
+// a self-fence wait no longer than the time a cut-off node is given to stop.
+func (c Config) Validate() error {
+	if c.SelfFenceWait > 0 && c.SelfFenceWait <= c.StopWithin {
+		return fmt.Errorf("%w: self-fence wait %s must exceed the stop bound %s plus the time a cut-off node takes to notice (set it to 0 to rely on fencing alone)",
+			ErrBadConfig, c.SelfFenceWait, c.StopWithin)
+	}
+	if c.SelfFenceWait < 0 || c.StopWithin < 0 || c.FenceRetry < 0 || c.FailureThreshold < 0 {
+		return fmt.Errorf("%w: durations and the failure threshold must not be negative", ErrBadConfig)
+	}
+	return nil
+}
+
+// New returns an engine with no nodes or groups and no quorum. Zero
+// StopWithin and FailureThreshold take DefaultConfig's; a zero SelfFenceWait
+// or FenceRetry stays off. Check cfg with Validate first.
 func New(cfg Config) *Engine {
+	def := DefaultConfig()
 	if cfg.FailureThreshold <= 0 {
-		cfg.FailureThreshold = DefaultConfig().FailureThreshold
+		cfg.FailureThreshold = def.FailureThreshold
+	}
+	if cfg.StopWithin <= 0 {
+		cfg.StopWithin = def.StopWithin
 	}
 	return &Engine{cfg: cfg, nodes: map[string]*NodeInfo{}, groups: map[string]*group{}}
 }

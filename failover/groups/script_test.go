@@ -70,6 +70,9 @@ type harness struct {
 
 func (h *harness) engine() *Engine {
 	if h.e == nil {
+		if err := h.cfg.Validate(); err != nil {
+			h.t.Fatal(err)
+		}
 		h.e = New(h.cfg)
 	}
 	return h.e

@@ -7,11 +7,13 @@ import (
 	"time"
 )
 
-// Sentinel errors of Validate.
+// Sentinel errors of Validate and Config.Validate.
 var (
 	// ErrInvalidGroup is returned (wrapped, with what is wrong) for a group
 	// description that cannot be run.
 	ErrInvalidGroup = errors.New("groups: invalid group")
+	// ErrBadConfig is returned (wrapped) by Config.Validate.
+	ErrBadConfig = errors.New("groups: bad configuration")
 )
 
 // Kind says which adapter runs a resource. The engine never looks inside a

@@ -69,3 +69,24 @@ func TestNextDeadline(t *testing.T) {
 		t.Fatalf("retry tick gave %v, want one fence", acts)
 	}
 }
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"default", DefaultConfig(), true},
+		{"fencing only", Config{StopWithin: 2 * time.Second}, true},
+		{"wait shorter than the stop bound", Config{SelfFenceWait: time.Second, StopWithin: 2 * time.Second}, false},
+		{"negative retry", Config{FenceRetry: -1}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrBadConfig)) {
+				t.Fatalf("Validate = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
