@@ -1,0 +1,265 @@
+package process_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/batonhq/baton/plugins/fence"
+	"github.com/batonhq/baton/plugins/fence/drivers/process"
+	"github.com/batonhq/baton/plugins/fence/fencetest"
+)
+
+const cgroupRoot = "/sys/fs/cgroup/pids"
+
+// world is a test's fake cluster: node processes named with a random token
+// so that the selectors can only ever match what this test started.
+type world struct {
+	token   string
+	dir     string // pid files
+	cgroups string // "" when cgroups cannot be used (not root)
+}
+
+func newWorld(t *testing.T, withCgroups bool) *world {
+	t.Helper()
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	w := &world{token: "baton-fencetest-" + hex.EncodeToString(b), dir: t.TempDir()}
+	if withCgroups {
+		fencetest.NeedRoot(t)
+		if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.procs")); err != nil {
+			fencetest.Unavailable(t, "cgroup v1 pids hierarchy not mounted at "+cgroupRoot)
+		}
+		w.cgroups = filepath.Join(cgroupRoot, w.token)
+		if err := os.Mkdir(w.cgroups, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			// Children first; the processes are dead by now (their cleanups
+			// ran after this one was registered, so before it).
+			subs, _ := filepath.Glob(filepath.Join(w.cgroups, "*"))
+			for _, s := range subs {
+				if fi, err := os.Stat(s); err == nil && fi.IsDir() {
+					_ = os.Remove(s)
+				}
+			}
+			if err := os.Remove(w.cgroups); err != nil {
+				t.Errorf("remove test cgroup: %v", err)
+			}
+		})
+	}
+	return w
+}
+
+func (w *world) params(nodes string) map[string]string {
+	p := map[string]string{
+		"host_list": nodes,
+		"pidfile":   filepath.Join(w.dir, "{node}.pid"),
+		"match":     "^" + regexp.QuoteMeta(w.token) + "-{node}-worker( |$)",
+	}
+	if w.cgroups != "" {
+		p["cgroup"] = filepath.Join(w.cgroups, "{node}")
+	}
+	return p
+}
+
+// spawn starts `sleep 3600` showing argv0 as name, in its own process
+// group, killed and reaped at cleanup.
+func spawn(t *testing.T, name string) *exec.Cmd {
+	t.Helper()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := &exec.Cmd{Path: sleep, Args: []string{name, "3600"}, SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }() // reap at once: no zombies
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	})
+	return cmd
+}
+
+// startNode starts a node: an agent with a pid file, a worker found by its
+// command line and, with cgroups, a workload in the node's cgroup.
+func (w *world) startNode(t *testing.T, node string) []int {
+	t.Helper()
+	agent := spawn(t, w.token+"-"+node+"-agent")
+	if err := os.WriteFile(filepath.Join(w.dir, node+".pid"), []byte(strconv.Itoa(agent.Process.Pid)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	worker := spawn(t, w.token+"-"+node+"-worker")
+	pids := []int{agent.Process.Pid, worker.Process.Pid}
+	if w.cgroups != "" {
+		cg := filepath.Join(w.cgroups, node)
+		if err := os.MkdirAll(cg, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		wl := spawn(t, w.token+"-"+node+"-workload")
+		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(wl.Process.Pid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, wl.Process.Pid)
+	}
+	return pids
+}
+
+func configured(t *testing.T, d fence.Driver, p map[string]string) fence.Driver {
+	t.Helper()
+	if err := d.Configure(context.Background(), p); err != nil {
+		t.Fatalf("Configure(%v): %v", p, err)
+	}
+	return d
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	st, _, ok := process.ParseStat(b)
+	return ok && st != 'Z'
+}
+
+func TestConformance(t *testing.T) {
+	for _, cg := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cgroups=%v", cg), func(t *testing.T) {
+			w := newWorld(t, cg)
+			p := w.params("node1,node2")
+			fencetest.Run(t, func(t *testing.T) fence.Driver { return configured(t, process.New(), p) },
+				fencetest.Options{
+					Target:      "node1",
+					Unsupported: []string{"on", "reboot"},
+					PowerOn:     func(t *testing.T) { w.startNode(t, "node1") },
+				})
+		})
+	}
+}
+
+// The process driver as a real plugin process.
+func TestConformancePlugin(t *testing.T) {
+	bin := fencetest.BuildDriver(t, "github.com/batonhq/baton/plugins/fence/drivers/process/cmd/baton-fence-process")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := fence.Open(ctx, fence.Config{Path: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	w := newWorld(t, false)
+	configured(t, p, w.params("node1"))
+	fencetest.Run(t, func(t *testing.T) fence.Driver { return p }, fencetest.Options{
+		Target: "node1", Unsupported: []string{"on", "reboot"},
+		PowerOn: func(t *testing.T) { w.startNode(t, "node1") },
+	})
+}
+
+func TestOffKillsOnlyTheNode(t *testing.T) {
+	w := newWorld(t, os.Geteuid() == 0)
+	d := configured(t, process.New(), w.params("node1,node10"))
+	n1 := w.startNode(t, "node1")
+	n10 := w.startNode(t, "node10") // a prefix of its name is node1's
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.Off(ctx, "node1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range n1 {
+		if alive(pid) {
+			t.Errorf("node1 process %d alive after Off", pid)
+		}
+	}
+	for _, pid := range n10 {
+		if !alive(pid) {
+			t.Errorf("node10 process %d died when node1 was fenced", pid)
+		}
+	}
+	if st, err := d.Status(ctx, "node10"); err != nil || st != fence.PowerOn {
+		t.Errorf("Status(node10) = %v, %v; want on", st, err)
+	}
+}
+
+// A pid file older than the process holding its pid is stale: that pid was
+// reused, and the process must be left alone.
+func TestStalePidFile(t *testing.T) {
+	w := newWorld(t, false)
+	p := w.params("node1")
+	delete(p, "match")
+	d := configured(t, process.New(), p)
+	other := spawn(t, w.token+"-unrelated")
+	pf := filepath.Join(w.dir, "node1.pid")
+	if err := os.WriteFile(pf, []byte(strconv.Itoa(other.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(pf, old, old); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if st, err := d.Status(ctx, "node1"); err != nil || st != fence.PowerOff {
+		t.Errorf("Status with a stale pid file = %v, %v; want off", st, err)
+	}
+	if err := d.Off(ctx, "node1"); err != nil {
+		t.Fatal(err)
+	}
+	if !alive(other.Process.Pid) {
+		t.Error("Off killed the process that reused the stale pid")
+	}
+}
+
+func TestNeverKillsItself(t *testing.T) {
+	self, err := os.ReadFile("/proc/self/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := configured(t, process.New(), map[string]string{
+		"host_list": "node1",
+		"match":     "^" + regexp.QuoteMeta(process.CmdLine(self)) + "$",
+	})
+	ctx := context.Background()
+	if st, err := d.Status(ctx, "node1"); err != nil || st != fence.PowerOff {
+		t.Errorf("Status matching only the test itself = %v, %v; want off", st, err)
+	}
+	if err := d.Off(ctx, "node1"); err != nil {
+		t.Errorf("Off: %v", err)
+	}
+}
+
+func TestConfigureErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		p    map[string]string
+	}{
+		{"NoNodes", map[string]string{"match": "x"}},
+		{"NoSelector", map[string]string{"host_list": "n1"}},
+		{"RelativePidFile", map[string]string{"host_list": "n1", "pidfile": "run/{node}.pid"}},
+		{"CgroupOutsideSys", map[string]string{"host_list": "n1", "cgroup": "/tmp/{node}"}},
+		{"BadRegexp", map[string]string{"host_list": "n1", "match": "("}},
+		{"SlashInNode", map[string]string{"host_list": "../n1", "match": "x"}},
+		{"BadTimeout", map[string]string{"host_list": "n1", "match": "x", "kill_timeout": "0"}},
+		{"Unknown", map[string]string{"host_list": "n1", "match": "x", "signal": "TERM"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := process.New().Configure(context.Background(), tt.p); !errors.Is(err, fence.ErrInvalidConfig) {
+				t.Errorf("Configure(%v) = %v, want ErrInvalidConfig", tt.p, err)
+			}
+		})
+	}
+}
