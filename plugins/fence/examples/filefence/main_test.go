@@ -23,3 +23,6 @@ func TestConformance(t *testing.T) {
 		return d
 	}, fencetest.Options{Target: "node1", Unsupported: []string{"list", "reboot"}})
 }
+
+// TestMain fails the run if a test leaves a child process behind.
+func TestMain(m *testing.M) { fencetest.Main(m) }
