@@ -17,8 +17,11 @@ type MemoryAgents struct {
 	running map[string]map[string]wire.WorkloadStatus // node → id → status
 	// Refuse, when set, makes Start fail as an agent would (e.g. program not found).
 	Refuse string
-	// Log records commands as "start NODE ID" / "stop NODE ID".
+	// Log records commands as "start NODE ID" / "stop NODE ID" / "OP NODE".
 	Log []string
+	// FailMigration makes the named migration operation fail (e.g.
+	// wire.OpMigrateRestore), as an agent would.
+	FailMigration string
 }
 
 // NewMemoryAgents returns agents that run nothing yet.
@@ -55,6 +58,50 @@ func (m *MemoryAgents) Stop(_ context.Context, node, id string) (wire.WorkloadSt
 	delete(m.running[node], id)
 	st.ID, st.State = id, wire.StateStopped
 	return st, nil
+}
+
+// Migrate implements MigrationAgents: it moves the workload between the
+// twin's nodes the way real agents would, the source copy "frozen" (kept)
+// until commit or abort.
+func (m *MemoryAgents) Migrate(_ context.Context, node, op string, cmd wire.MigrationCmd) (wire.MigrationReply, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.Log = append(m.Log, op+" "+node)
+	if op == m.FailMigration {
+		return wire.MigrationReply{}, fmt.Errorf("%w: node %s: %s: injected failure", ErrAgent, node, op)
+	}
+	id := cmd.Workload.ID
+	switch op {
+	case wire.OpMigratePrepare:
+		return wire.MigrationReply{PageServer: "127.0.0.1:1"}, nil
+	case wire.OpMigrateDump:
+		st := m.running[cmd.Source][id]
+		st.State = wire.StateMigrating
+		m.running[cmd.Source][id] = st
+		return wire.MigrationReply{Bytes: 1 << 20}, nil
+	case wire.OpMigrateRestore:
+		if m.running[cmd.Target] == nil {
+			m.running[cmd.Target] = map[string]wire.WorkloadStatus{}
+		}
+		m.nextPID++
+		m.running[cmd.Target][id] = wire.WorkloadStatus{ID: id, Name: cmd.Workload.Name, State: wire.StateRunning, HostPID: m.nextPID}
+		return wire.MigrationReply{PID: m.nextPID}, nil
+	case wire.OpMigrateCommit:
+		if cmd.Role == wire.RoleSource {
+			delete(m.running[cmd.Source], id)
+		}
+	case wire.OpMigrateAbort:
+		if cmd.Role == wire.RoleTarget && cmd.KillTarget {
+			delete(m.running[cmd.Target], id)
+		}
+		if cmd.Role == wire.RoleSource {
+			if st, ok := m.running[cmd.Source][id]; ok {
+				st.State = wire.StateRunning
+				m.running[cmd.Source][id] = st
+			}
+		}
+	}
+	return wire.MigrationReply{}, nil
 }
 
 // Running lists what node runs, as its heartbeat would report it.

@@ -50,6 +50,29 @@ func (a NATSAgents) Stop(ctx context.Context, node, id string) (wire.WorkloadSta
 	return a.request(ctx, node, wire.Command{Op: wire.OpStop, ID: id})
 }
 
+// Migrate implements MigrationAgents.
+func (a NATSAgents) Migrate(ctx context.Context, node, op string, cmd wire.MigrationCmd) (wire.MigrationReply, error) {
+	c := wire.Command{V: wire.Version, Op: op, Migration: &cmd}
+	if a.Epoch != nil {
+		c.Epoch = a.Epoch()
+	}
+	msg, err := a.NC.RequestWithContext(ctx, wire.SubjectCommand(node), wire.Encode(c))
+	if err != nil {
+		return wire.MigrationReply{}, fmt.Errorf("%s to node %s: %w (is its agent running?)", op, node, err)
+	}
+	reply, err := wire.DecodeCommandReply(msg.Data)
+	if err != nil {
+		return wire.MigrationReply{}, fmt.Errorf("%s to node %s: %w", op, node, err)
+	}
+	if reply.Error != "" {
+		return wire.MigrationReply{}, fmt.Errorf("%w: node %s: %s: %s", ErrAgent, node, op, reply.Error)
+	}
+	if reply.Migration == nil {
+		return wire.MigrationReply{}, nil
+	}
+	return *reply.Migration, nil
+}
+
 // Run consumes heartbeats and leave notices from nc and applies membership
 // timeouts every tick until ctx ends. Malformed messages are logged and
 // dropped.

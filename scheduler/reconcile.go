@@ -32,12 +32,17 @@ type action struct {
 //   - a wanted workload's observed state, pid and exit code are copied in;
 //   - a deleted workload the node no longer reports is purged;
 //   - a wanted, not-yet-exited workload the node does not report is (re)started,
-//     but only on a node that is ready for work.
+//     but only on a node that is ready for work;
+//   - a workload that is migrating is left alone on every node: the
+//     migration owns it until it ends (both nodes may report it meanwhile).
 func reconcile(node string, nodeReady bool, reported []wire.WorkloadStatus, records map[string]store.Workload) (updates []store.Workload, actions []action) {
 	seen := make(map[string]bool, len(reported))
 	for _, r := range reported {
 		seen[r.ID] = true
 		rec, ok := records[r.ID]
+		if ok && rec.Migration != "" {
+			continue
+		}
 		if !ok || rec.Node != node || rec.Desired == store.DesiredDeleted {
 			actions = append(actions, action{Kind: actStop, Node: node, ID: r.ID})
 			continue
@@ -48,7 +53,7 @@ func reconcile(node string, nodeReady bool, reported []wire.WorkloadStatus, reco
 	}
 	ids := make([]string, 0, len(records))
 	for id, rec := range records {
-		if rec.Node == node && !seen[id] {
+		if rec.Node == node && !seen[id] && rec.Migration == "" {
 			ids = append(ids, id)
 		}
 	}

@@ -80,10 +80,13 @@ type Server struct {
 	epoch      uint64 // its fencing token while leader
 	leaderName string // who leads, as far as known
 	members    *membership.Table
-	reports   map[string]nodeReport
-	workloads map[string]store.Workload
-	byNode    map[string]map[string]bool // node → ids of the workloads placed there
-	inflight  map[string]bool            // workload ids with a reconcile command under way
+	reports    map[string]nodeReport
+	workloads  map[string]store.Workload
+	byNode     map[string]map[string]bool // node → ids of the workloads placed there
+	inflight   map[string]bool            // workload ids with a reconcile command under way
+
+	migrations     map[string]*migrationRun
+	migrationOrder []string // migration ids, oldest first
 }
 
 // New returns a server; call Load before serving.
@@ -109,6 +112,8 @@ func New(cfg Config) *Server {
 		workloads: map[string]store.Workload{},
 		byNode:    map[string]map[string]bool{},
 		inflight:  map[string]bool{},
+
+		migrations: map[string]*migrationRun{},
 	}
 }
 
@@ -355,11 +360,16 @@ func (s *Server) reservationsLocked() (map[string]placement.Resources, map[strin
 		if w.Node == "" || exited(w.State) {
 			continue
 		}
-		r := reserved[w.Node]
-		r.CPUMillis += w.Resources.CPUMillis
-		r.MemoryMB += w.Resources.MemoryMB
-		reserved[w.Node] = r
-		names[w.Node] = append(names[w.Node], w.Name)
+		for _, node := range []string{w.Node, w.MigrationTarget} {
+			if node == "" {
+				continue
+			}
+			r := reserved[node]
+			r.CPUMillis += w.Resources.CPUMillis
+			r.MemoryMB += w.Resources.MemoryMB
+			reserved[node] = r
+			names[node] = append(names[node], w.Name)
+		}
 	}
 	return reserved, names
 }

@@ -47,6 +47,7 @@ func (h *harness) beat(node string) {
 		Capacity:  wire.Capacity{CPUs: 4, CPUMillis: 4000, MemoryMB: 8192},
 		Headroom:  wire.Headroom{CPUMillis: 4000, MemoryMB: 8192},
 		Workloads: h.agents.Running(node),
+		Features:  &wire.NodeFeatures{CRIU: true},
 	})
 }
 

@@ -99,6 +99,7 @@ type WorkloadStatus struct {
 	Error     string    `json:"error,omitempty"`
 	StartedAt time.Time `json:"started_at,omitzero"`
 	Resources Resources `json:"resources"`
+	RSSBytes  int64     `json:"rss_bytes,omitempty"` // resident memory of the workload's processes
 }
 
 // Heartbeat is an agent's periodic report: who it is, what it measured, what

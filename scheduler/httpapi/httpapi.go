@@ -36,6 +36,9 @@ type Cluster interface {
 	DeleteWorkload(ctx context.Context, id string) (store.Workload, bool, error)
 	Plan(req scheduler.WorkloadRequest) (placement.Decision, error)
 	Leadership() (leader bool, epoch uint64, holder string)
+	StartMigration(ctx context.Context, idOrName string, req scheduler.MigrationRequest) (scheduler.MigrationView, error)
+	Migrations() []scheduler.MigrationView
+	Migration(id string) (scheduler.MigrationView, error)
 }
 
 // Error is the body of every error response.
@@ -55,8 +58,8 @@ type Health struct {
 	Leader     bool   `json:"leader"`
 	Epoch      uint64 `json:"epoch"`
 	LeaderName string `json:"leader_name"`
-	Nodes     int    `json:"nodes"`
-	Workloads int    `json:"workloads"`
+	Nodes      int    `json:"nodes"`
+	Workloads  int    `json:"workloads"`
 }
 
 // PlanResult is the body of POST /v1/plan.
@@ -107,6 +110,9 @@ func Handler(c Cluster, log *slog.Logger) http.Handler {
 	route("/v1/nodes/{name}", map[string]http.HandlerFunc{"GET": a.getNode})
 	route("/v1/workloads", map[string]http.HandlerFunc{"GET": a.listWorkloads, "POST": a.createWorkload})
 	route("/v1/workloads/{id}", map[string]http.HandlerFunc{"GET": a.getWorkload, "DELETE": a.deleteWorkload})
+	route("/v1/workloads/{id}/migrate", map[string]http.HandlerFunc{"POST": a.migrate})
+	route("/v1/migrations", map[string]http.HandlerFunc{"GET": a.listMigrations})
+	route("/v1/migrations/{id}", map[string]http.HandlerFunc{"GET": a.getMigration})
 	route("/v1/plan", map[string]http.HandlerFunc{"POST": a.plan})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint %s %s; see GET /v1/openapi.json", r.Method, r.URL.Path))
@@ -184,6 +190,34 @@ func (a *api) deleteWorkload(w http.ResponseWriter, r *http.Request) {
 	a.reply(w, status, wl)
 }
 
+func (a *api) migrate(w http.ResponseWriter, r *http.Request) {
+	var req scheduler.MigrationRequest
+	if err := decodeStrict(http.MaxBytesReader(w, r.Body, maxBody), &req, true); err != nil {
+		a.error(w, err)
+		return
+	}
+	m, err := a.c.StartMigration(r.Context(), r.PathValue("id"), req)
+	if err != nil {
+		a.error(w, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/migrations/"+m.ID)
+	a.reply(w, http.StatusAccepted, m)
+}
+
+func (a *api) listMigrations(w http.ResponseWriter, _ *http.Request) {
+	a.reply(w, http.StatusOK, map[string]any{"migrations": a.c.Migrations()})
+}
+
+func (a *api) getMigration(w http.ResponseWriter, r *http.Request) {
+	m, err := a.c.Migration(r.PathValue("id"))
+	if err != nil {
+		a.error(w, err)
+		return
+	}
+	a.reply(w, http.StatusOK, m)
+}
+
 func (a *api) plan(w http.ResponseWriter, r *http.Request) {
 	req, err := DecodeWorkloadRequest(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
@@ -212,28 +246,41 @@ func (a *api) plan(w http.ResponseWriter, r *http.Request) {
 // fields and trailing data. Errors wrap scheduler.ErrInvalid.
 func DecodeWorkloadRequest(body io.Reader) (scheduler.WorkloadRequest, error) {
 	var req scheduler.WorkloadRequest
+	if err := decodeStrict(body, &req, false); err != nil {
+		return scheduler.WorkloadRequest{}, err
+	}
+	return req, nil
+}
+
+// decodeStrict reads one JSON object into v, rejecting unknown fields and
+// trailing data; an empty body is allowed (v stays zero) only if allowEmpty.
+// Errors wrap scheduler.ErrInvalid.
+func decodeStrict(body io.Reader, v any, allowEmpty bool) error {
 	raw, err := io.ReadAll(body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return req, fmt.Errorf("%w: request body larger than %d bytes", scheduler.ErrInvalid, tooBig.Limit)
+			return fmt.Errorf("%w: request body larger than %d bytes", scheduler.ErrInvalid, tooBig.Limit)
 		}
-		return req, fmt.Errorf("%w: reading request body: %v", scheduler.ErrInvalid, err)
+		return fmt.Errorf("%w: reading request body: %v", scheduler.ErrInvalid, err)
 	}
 	if len(bytes.TrimSpace(raw)) == 0 {
-		return req, fmt.Errorf("%w: request body is empty: send a JSON workload, e.g. {\"name\":\"web\",\"command\":[\"/bin/sleep\",\"1000\"]}", scheduler.ErrInvalid)
+		if allowEmpty {
+			return nil
+		}
+		return fmt.Errorf("%w: request body is empty: send a JSON workload, e.g. {\"name\":\"web\",\"command\":[\"/bin/sleep\",\"1000\"]}", scheduler.ErrInvalid)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return scheduler.WorkloadRequest{}, fmt.Errorf("%w: malformed JSON body: %v", scheduler.ErrInvalid, err)
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: malformed JSON body: %v", scheduler.ErrInvalid, err)
 	}
 	// Anything but JSON white space after the object is an error. dec.More
 	// is not enough: it answers false for a stray '}' or ']'.
 	if rest := bytes.TrimLeft(raw[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
-		return scheduler.WorkloadRequest{}, fmt.Errorf("%w: malformed JSON body: data after the workload object", scheduler.ErrInvalid)
+		return fmt.Errorf("%w: malformed JSON body: data after the object", scheduler.ErrInvalid)
 	}
-	return req, nil
+	return nil
 }
 
 func (a *api) reply(w http.ResponseWriter, status int, body any) {
@@ -262,7 +309,7 @@ func (a *api) error(w http.ResponseWriter, err error) {
 		a.fail(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, scheduler.ErrConflict):
 		a.fail(w, http.StatusConflict, "conflict", err.Error())
-	case errors.Is(err, placement.ErrNoFit):
+	case errors.Is(err, placement.ErrNoFit), errors.Is(err, scheduler.ErrUnsupported):
 		a.fail(w, http.StatusUnprocessableEntity, "no_fit", err.Error())
 	case errors.Is(err, scheduler.ErrNotLeader):
 		a.fail(w, http.StatusServiceUnavailable, "not_leader", err.Error())

@@ -126,6 +126,23 @@ func (a *agentTwin) Stop(_ context.Context, node, id string) (wire.WorkloadStatu
 	return wire.WorkloadStatus{ID: id, Name: spec.Name, State: wire.StateStopped, Resources: spec.Resources}, nil
 }
 
+// Migrate answers every migration operation with success, as agents with
+// CRIU would: a page server on prepare, a pid on restore.
+func (a *agentTwin) Migrate(_ context.Context, node, op string, cmd wire.MigrationCmd) (wire.MigrationReply, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch op {
+	case wire.OpMigratePrepare:
+		return wire.MigrationReply{PageServer: "127.0.0.1:1"}, nil
+	case wire.OpMigrateDump:
+		return wire.MigrationReply{Bytes: 4096, FrozenAt: epoch}, nil
+	case wire.OpMigrateRestore:
+		a.pid++
+		return wire.MigrationReply{PID: a.pid}, nil
+	}
+	return wire.MigrationReply{}, nil
+}
+
 func (a *agentTwin) setSilent(node string, on bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -224,6 +241,7 @@ func (h *harness) heartbeat(node string, workloads ...wire.WorkloadStatus) {
 		Capacity:  wire.Capacity{CPUs: int(n.cpuMillis / 1000), CPUMillis: n.cpuMillis, MemoryMB: n.memoryMB, DiskMB: 100_000},
 		Headroom:  wire.Headroom{CPUMillis: n.cpuMillis, MemoryMB: n.memoryMB, DiskMB: 90_000, CPUPercent: 2.5, Load1: 0.1, Load5: 0.2, Load15: 0.3},
 		Workloads: workloads,
+		Features:  &wire.NodeFeatures{CRIU: true, LazyPages: true, UFFD: true},
 	})
 }
 
@@ -345,10 +363,10 @@ func TestBadWorkloadRequests(t *testing.T) {
 		{"unknown field", `{"name":"web","command":["/bin/true"],"replicas":3}`, `unknown field "replicas"`},
 		{"unknown field in resources", `{"name":"web","command":["/bin/true"],"resources":{"cpus":2}}`, `unknown field "cpus"`},
 		{"unknown field in constraints", `{"name":"web","command":["/bin/true"],"constraints":{"node":"n1"}}`, `unknown field "node"`},
-		{"second object after the workload", validBody + validBody, "data after the workload object"},
-		{"garbage after the workload", validBody + " x", "data after the workload object"},
-		{"closing brace after the workload", validBody + "}", "data after the workload object"},
-		{"closing bracket after the workload", validBody + "]", "data after the workload object"},
+		{"second object after the workload", validBody + validBody, "data after the object"},
+		{"garbage after the workload", validBody + " x", "data after the object"},
+		{"closing brace after the workload", validBody + "}", "data after the object"},
+		{"closing bracket after the workload", validBody + "]", "data after the object"},
 		{"negative cpu", `{"name":"web","command":["/bin/true"],"resources":{"cpu_millis":-1}}`, "resources must not be negative (cpu_millis -1"},
 		{"negative memory", `{"name":"web","command":["/bin/true"],"resources":{"memory_mb":-5}}`, "resources must not be negative (cpu_millis 0, memory_mb -5)"},
 		{"absurd cpu", `{"name":"web","command":["/bin/true"],"resources":{"cpu_millis":1000000000}}`, "cpu_millis 1000000000 is absurd"},

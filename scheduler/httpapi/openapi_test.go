@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/batonhq/baton/scheduler"
 	"github.com/batonhq/baton/scheduler/httpapi"
 )
 
@@ -31,6 +32,9 @@ var served = []route{
 	{"POST", "/v1/workloads"},
 	{"GET", "/v1/workloads/{id}"},
 	{"DELETE", "/v1/workloads/{id}"},
+	{"POST", "/v1/workloads/{id}/migrate"},
+	{"GET", "/v1/migrations"},
+	{"GET", "/v1/migrations/{id}"},
 	{"POST", "/v1/plan"},
 }
 
@@ -754,6 +758,21 @@ func TestOpenAPIResponses(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A migration that has run to its end, and one more workload to move.
+	moved := h.create(t, `{"name":"moved","command":["/bin/sleep","1000"],"constraints":{"nodes":["n1","n2"]}}`)
+	mig, err := h.srv.StartMigration(context.Background(), moved.ID, scheduler.MigrationRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for m, _ := h.srv.Migration(mig.ID); m.EndedAt.IsZero(); m, _ = h.srv.Migration(mig.ID) {
+		if time.Now().After(deadline) {
+			t.Fatalf("migration %s did not end: %+v", mig.ID, m)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.create(t, `{"name":"mover","command":["/bin/sleep","1000"],"constraints":{"nodes":["n1","n2"]}}`)
+
 	cases := []struct {
 		name  string
 		h     *harness // nil: h
@@ -783,6 +802,15 @@ func TestOpenAPIResponses(t *testing.T) {
 		{"delete unconfirmed", nil, route{"DELETE", "/v1/workloads/{id}"}, "/v1/workloads/" + delLater.ID, "", 202},
 		{"delete unknown", nil, route{"DELETE", "/v1/workloads/{id}"}, "/v1/workloads/w-000000000000", "", 404},
 		{"workloads while deleting", nil, route{"GET", "/v1/workloads"}, "", "", 200},
+		{"migrations", nil, route{"GET", "/v1/migrations"}, "", "", 200},
+		{"migration", nil, route{"GET", "/v1/migrations/{id}"}, "/v1/migrations/" + mig.ID, "", 200},
+		{"unknown migration", nil, route{"GET", "/v1/migrations/{id}"}, "/v1/migrations/m-000000000000", "", 404},
+		{"migrate", nil, route{"POST", "/v1/workloads/{id}/migrate"}, "/v1/workloads/mover/migrate", `{"mode":"stop-copy"}`, 202},
+		{"migrate bad mode", nil, route{"POST", "/v1/workloads/{id}/migrate"}, "/v1/workloads/" + kept.ID + "/migrate", `{"mode":"teleport"}`, 400},
+		{"migrate unknown", nil, route{"POST", "/v1/workloads/{id}/migrate"}, "/v1/workloads/nobody/migrate", ``, 404},
+		{"migrate while deleting", nil, route{"POST", "/v1/workloads/{id}/migrate"}, "/v1/workloads/" + delLater.ID + "/migrate", ``, 409},
+		{"migrate pre-copy without dirty tracking", nil, route{"POST", "/v1/workloads/{id}/migrate"}, "/v1/workloads/" + kept.ID + "/migrate", `{"mode":"pre-copy"}`, 422},
+		{"migrate on a follower", follower, route{"POST", "/v1/workloads/{id}/migrate"}, "/v1/workloads/" + followerKept.ID + "/migrate", ``, 503},
 		{"plan fits", nil, route{"POST", "/v1/plan"}, "", `{"name":"p","command":["/bin/true"],"resources":{"memory_mb":6144}}`, 200},
 		{"plan no fit", nil, route{"POST", "/v1/plan"}, "", `{"name":"p","command":["/bin/true"],"resources":{"memory_mb":1048576}}`, 200},
 		{"plan invalid", nil, route{"POST", "/v1/plan"}, "", `{"name":"p","command":["/bin/true"],"strategy":"random"}`, 400},

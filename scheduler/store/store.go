@@ -38,14 +38,18 @@ type Workload struct {
 	Constraints Constraints       `json:"constraints"`
 	Strategy    string            `json:"strategy,omitempty"`
 
-	Desired   string    `json:"desired"`
-	Node      string    `json:"node"`
-	State     string    `json:"state"`
-	HostPID   int       `json:"host_pid,omitempty"`
-	ExitCode  *int      `json:"exit_code,omitempty"`
-	Error     string    `json:"error,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	Desired  string `json:"desired"`
+	Node     string `json:"node"`
+	State    string `json:"state"`
+	HostPID  int    `json:"host_pid,omitempty"`
+	ExitCode *int   `json:"exit_code,omitempty"`
+	Error    string `json:"error,omitempty"`
+	// Migration is the id of the migration under way, if any, and
+	// MigrationTarget where it goes: both nodes may report the workload then.
+	Migration       string    `json:"migration,omitempty"`
+	MigrationTarget string    `json:"migration_target,omitempty"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
 }
 
 // Spec is the part of the record an agent needs to run the workload.
