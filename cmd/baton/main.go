@@ -26,7 +26,8 @@ var commands = []command{
 	{"server", "run the scheduler and REST API (embeds NATS unless --nats is given)", runServer},
 	{"agent", "run the node agent that reports headroom and runs workloads", runAgent},
 	{"dev", "run a local cluster: a server plus N agents as separate processes", runDev},
-	{"status", "show nodes with their headroom and workloads with their state", runStatus},
+	{"status", "show nodes with their headroom, workloads with their state, and migrations", runStatus},
+	{"migrate", "move a running workload to another node, alive (CRIU)", runMigrate},
 	{"version", "print Baton's version", runVersion},
 }
 

@@ -49,6 +49,8 @@ func TestBadUsageSaysWhatIsWrong(t *testing.T) {
 		{"bad labels", []string{"agent", "--labels", "novalue", "--name", "x"}, 1, "--labels"},
 		{"bad node name", []string{"agent", "--name", "a.b", "--data-dir", os.TempDir()}, 1, "node name"},
 		{"too many dev nodes", []string{"dev", "--nodes", "0"}, 1, "--nodes 0"},
+		{"migrate without a workload", []string{"migrate"}, 2, "name the workload to move"},
+		{"migrate with an unreachable API", []string{"migrate", "web", "--api", "http://127.0.0.1:1"}, 1, "cannot reach the Baton API"},
 		{"bad strategy", []string{"server", "--strategy", "random", "--data-dir", os.TempDir()}, 1, "--strategy"},
 	}
 	for _, tc := range tests {

@@ -51,11 +51,18 @@ every workload with its node and state.`, stderr)
 	if err := c.get(ctx, "/v1/workloads", &workloads); err != nil {
 		return err
 	}
+	var migrations struct {
+		Migrations []scheduler.MigrationView `json:"migrations"`
+	}
+	if err := c.get(ctx, "/v1/migrations", &migrations); err != nil {
+		return err
+	}
 	leadership := fmt.Sprintf("this server leads (epoch %d)", health.Epoch)
 	if !health.Leader {
 		leadership = "this server follows; leader: " + cmp.Or(health.LeaderName, "none elected yet")
 	}
 	renderStatus(stdout, c.base, leadership, time.Now(), nodes.Nodes, workloads.Workloads)
+	renderMigrations(stdout, migrations.Migrations)
 	return nil
 }
 
@@ -70,6 +77,12 @@ func (c apiClient) get(ctx context.Context, path string, into any) error {
 	if err != nil {
 		return fmt.Errorf("bad API URL %q: %w", c.base, err)
 	}
+	return c.do(req, path, into)
+}
+
+// do sends req and decodes a 2xx answer into into; an error answer becomes
+// an error carrying the API's message.
+func (c apiClient) do(req *http.Request, path string, into any) error {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("cannot reach the Baton API at %s: %w (is 'baton server' or 'baton dev' running? set --api or BATON_API)", c.base, err)
@@ -84,7 +97,7 @@ func (c apiClient) get(ctx context.Context, path string, into any) error {
 			Error struct{ Code, Message string } `json:"error"`
 		}
 		if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
-			return fmt.Errorf("%s: %s (%s)", path, e.Error.Message, e.Error.Code)
+			return fmt.Errorf("%s (%s)", e.Error.Message, e.Error.Code)
 		}
 		return fmt.Errorf("%s: HTTP %s", path, resp.Status)
 	}
@@ -172,4 +185,33 @@ func shorten(s string, n int) string {
 		return s
 	}
 	return s[:n-1] + "…"
+}
+
+// renderMigrations lists the migrations in flight, and the last few that
+// ended.
+func renderMigrations(w io.Writer, ms []scheduler.MigrationView) {
+	var show []scheduler.MigrationView
+	ended := 0
+	for i := len(ms) - 1; i >= 0; i-- {
+		if ms[i].EndedAt.IsZero() {
+			show = append(show, ms[i])
+		} else if ended < 3 {
+			show = append(show, ms[i])
+			ended++
+		}
+	}
+	if len(show) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MIGRATION\tWORKLOAD\tFROM\tTO\tMODE\tSTATE\tFROZEN\tREASON")
+	for _, m := range show {
+		frozen := "-"
+		if m.FrozenMS > 0 {
+			frozen = fmt.Sprintf("%.0f ms", m.FrozenMS)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.WorkloadName, m.Source, m.Target, m.Mode, m.State, frozen, shorten(m.Reason, 50))
+	}
+	_ = tw.Flush()
 }
