@@ -94,19 +94,6 @@ func TestErrorMapping(t *testing.T) {
 	}
 }
 
-func contains(s, sub string) bool {
-	return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0)
-}
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
-}
-
 // blockingDriver's Off blocks until its context ends, then reports it.
 type blockingDriver struct {
 	fence.Unimplemented
