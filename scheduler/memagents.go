@@ -22,6 +22,9 @@ type MemoryAgents struct {
 	// FailMigration makes the named migration operation fail (e.g.
 	// wire.OpMigrateRestore), as an agent would.
 	FailMigration string
+	// HoldPrepare, when set, makes prepare wait until it is closed, so a
+	// test can look at a migration in flight.
+	HoldPrepare chan struct{}
 }
 
 // NewMemoryAgents returns agents that run nothing yet.
@@ -64,6 +67,9 @@ func (m *MemoryAgents) Stop(_ context.Context, node, id string) (wire.WorkloadSt
 // twin's nodes the way real agents would, the source copy "frozen" (kept)
 // until commit or abort.
 func (m *MemoryAgents) Migrate(_ context.Context, node, op string, cmd wire.MigrationCmd) (wire.MigrationReply, error) {
+	if hold := m.HoldPrepare; hold != nil && op == wire.OpMigratePrepare {
+		<-hold
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.Log = append(m.Log, op+" "+node)

@@ -35,9 +35,14 @@ func TestMigrationMovesTheWorkload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	hold := make(chan struct{})
+	h.agents.HoldPrepare = hold
 	m, err := h.srv.StartMigration(ctx, "web", MigrationRequest{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got, _ := h.srv.Workload(w.ID); got.State != wire.StateMigrating || got.MigrationTarget != "n2" {
+		t.Errorf("during the migration the workload is %+v, want migrating to n2", got)
 	}
 	if m.Source != "n1" || m.Target != "n2" || m.Mode != "stop-copy" || m.ModeReason == "" {
 		t.Errorf("migration = %+v, want n1 → n2 in stop-copy with a reason", m)
@@ -48,6 +53,7 @@ func TestMigrationMovesTheWorkload(t *testing.T) {
 	// Heartbeats during the migration must not stop either copy.
 	h.beat("n1")
 	h.beat("n2")
+	close(hold)
 	m = h.waitMigration(m.ID)
 	if m.State != "done" || m.TargetPID == 0 {
 		t.Fatalf("migration ended %+v, want done with a target pid", m)
