@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/batonhq/baton/nodeagent/metrics"
+	"github.com/batonhq/baton/nodeagent/migration"
 	"github.com/batonhq/baton/nodeagent/runner"
 	"github.com/batonhq/baton/wire"
 )
@@ -47,9 +48,23 @@ type Config struct {
 	StopWorkloadsOnExit bool
 	StopGrace           time.Duration // SIGTERM→SIGKILL grace; default runner.DefaultStopGrace
 
+	// MigrateAddr is the host (an address of this node) that the CRIU page
+	// servers of incoming migrations listen on; default DefaultMigrateAddr.
+	MigrateAddr string
+	// CRIUPath is the criu binary; default "criu" on PATH. Without a
+	// working CRIU 4.x the node takes no part in migrations.
+	CRIUPath string
+
 	Logger *slog.Logger // default: discard
 	Clock  Clock        // default: SystemClock()
 }
+
+// DefaultMigrateAddr is Config.MigrateAddr's default.
+const DefaultMigrateAddr = "127.0.0.1"
+
+// migrateTimeout bounds one migration operation on the agent: a dump or a
+// send-images of a big workload takes seconds per GiB.
+const migrateTimeout = 10 * time.Minute
 
 // Agent is the node agent. Create it with New and run it with Run.
 type Agent struct {
@@ -60,6 +75,9 @@ type Agent struct {
 	ran        atomic.Bool
 
 	epochs *epochGuard
+
+	features wire.NodeFeatures // detected by Run before the first heartbeat
+	migs     *migration.Manager
 
 	mu       sync.Mutex // guards closing and inflight.Add
 	closing  bool
@@ -97,15 +115,18 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = runner.DefaultStopGrace
 	}
+	if cfg.MigrateAddr == "" {
+		cfg.MigrateAddr = DefaultMigrateAddr
+	}
 	epochs, err := loadEpochGuard(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("nodeagent %s: %w", cfg.Node, err)
 	}
 	a := &Agent{
 		epochs: epochs,
-		cfg:   cfg,
-		log:   cfg.Logger,
-		clock: cfg.Clock,
+		cfg:    cfg,
+		log:    cfg.Logger,
+		clock:  cfg.Clock,
 		// A stop may take the whole grace period, then killing and cgroup
 		// removal; a start is quick unless the machine is very busy.
 		cmdTimeout: cfg.StopGrace + 30*time.Second,
@@ -149,6 +170,21 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		defer nc.Close()
 	}
+	feats, client, why := migration.Detect(ctx, a.cfg.CRIUPath, a.cfg.MigrateAddr)
+	if why != "" {
+		a.log.Warn("this node cannot take part in live migrations", "reason", why)
+	} else {
+		a.log.Info("CRIU found", "version", feats.CRIUVersion, "mem_dirty_track", feats.MemDirtyTrack, "lazy_pages", feats.LazyPages)
+	}
+	a.features = feats
+	a.migs, err = migration.New(migration.Config{
+		Node: a.cfg.Node, DataDir: a.cfg.DataDir, Runner: r, Conn: nc, CRIU: client,
+		Features: feats, MigrateAddr: a.cfg.MigrateAddr, Logger: a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("nodeagent %s: %w", a.cfg.Node, err)
+	}
+	defer a.migs.Close()
 	subject := wire.SubjectCommand(a.cfg.Node)
 	sub, err := nc.Subscribe(subject, func(m *nats.Msg) { a.dispatch(ctx, r, m) })
 	if err != nil {
@@ -239,6 +275,7 @@ func (a *Agent) heartbeat(ctx context.Context, nc *nats.Conn, s *metrics.Sampler
 		Capacity:   capacity,
 		Headroom:   headroom,
 		Workloads:  r.List(),
+		Features:   &a.features,
 	}
 	if err := nc.Publish(wire.SubjectHeartbeat(a.cfg.Node), wire.Encode(hb)); err != nil {
 		a.log.Warn("publishing heartbeat", "seq", seq, "err", err)
@@ -276,8 +313,22 @@ func (a *Agent) handle(ctx context.Context, r *runner.Runner, m *nats.Msg) {
 		return
 	}
 	// A command in progress finishes even if the agent is shutting down.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cmdTimeout)
+	timeout := a.cmdTimeout
+	if cmd.Migration != nil || cmd.Chunk != nil {
+		timeout = migrateTimeout
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
+	if cmd.Migration != nil || cmd.Chunk != nil {
+		rep, err := a.migs.Handle(cctx, cmd)
+		reply := wire.CommandReply{V: wire.Version, Migration: rep}
+		if err != nil {
+			a.log.Warn("migration command failed", "op", cmd.Op, "err", err)
+			reply.Error = err.Error()
+		}
+		a.respond(m, reply)
+		return
+	}
 	var st wire.WorkloadStatus
 	switch cmd.Op {
 	case wire.OpStart:

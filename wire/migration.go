@@ -86,6 +86,10 @@ type MigrationReply struct {
 	Took          time.Duration `json:"took,omitempty"`        // how long the operation took on the agent
 	SourceLog     string        `json:"source_log,omitempty"`  // dump: see MigrationCmd
 	SourceWorkdir string        `json:"source_workdir,omitempty"`
+	// HostID is the answering agent's NodeFeatures.HostID (prepare,
+	// receive): the source learns from the acknowledgements of its chunks
+	// whether the target shares its machine, and so its files.
+	HostID string `json:"host_id,omitempty"`
 }
 
 // NodeFeatures is what an agent can do for migrations, sent in heartbeats.

@@ -22,6 +22,8 @@ re-adopts them from the state in --data-dir.`, stderr)
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/baton/agent", "directory for the agent's state and workload logs")
 	labels := fs.String("labels", "", "labels for placement constraints, e.g. zone=a,disk=ssd")
 	fs.DurationVar(&cfg.Interval, "interval", time.Second, "heartbeat interval")
+	fs.StringVar(&cfg.MigrateAddr, "migrate-addr", nodeagent.DefaultMigrateAddr, "address of this node that live migrations' CRIU page servers listen on (a free port each); other nodes must reach it")
+	fs.StringVar(&cfg.CRIUPath, "criu", "", "the criu binary (default: criu on PATH; make deps installs 4.x in /usr/local/sbin)")
 	fs.BoolVar(&cfg.StopWorkloadsOnExit, "stop-workloads-on-exit", false, "stop every workload when the agent exits (baton dev uses this)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := parse(fs, args); err != nil {

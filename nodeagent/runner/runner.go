@@ -156,6 +156,13 @@ func New(cfg Config) (*Runner, error) {
 		}
 		w, ch := r.adopt(rec)
 		changed = changed || ch
+		if rec.Handoff && w.pidfd < 0 {
+			// Killed for a committed migration before the record went:
+			// finish forgetting it.
+			r.dropGroups(rec)
+			changed = true
+			continue
+		}
 		r.wls[rec.Spec.ID] = w
 	}
 	if changed {
@@ -199,7 +206,12 @@ func lockDataDir(dir string) (*os.File, error) {
 // the record changed.
 func (r *Runner) adopt(rec record) (*workload, bool) {
 	w := &workload{rec: rec, pidfd: -1, exited: make(chan struct{})}
-	if rec.Status.State != wire.StateRunning && rec.Status.State != wire.StateStarting {
+	switch rec.Status.State {
+	case wire.StateRunning, wire.StateStarting:
+	case wire.StateMigrating:
+		// Frozen for a migration: a frozen process is alive and keeps its
+		// identity; it stays frozen until the migration's commit or abort.
+	default:
 		close(w.exited)
 		return w, false
 	}
@@ -528,6 +540,8 @@ func (r *Runner) recordExit(w *workload, res exitResult) {
 	w.pidfd = -1
 	st := &w.rec.Status
 	switch {
+	case w.rec.Handoff:
+		// Killed on purpose (see Handoff): not a failure; the record goes.
 	case !res.known:
 		st.State = wire.StateFailed
 		st.ExitCode = nil
@@ -611,7 +625,7 @@ func (r *Runner) Stop(ctx context.Context, id string) (wire.WorkloadStatus, erro
 			}
 		}
 		w.stopping = make(chan struct{})
-		wasRunning := w.rec.Status.State == wire.StateRunning
+		wasRunning := w.rec.Status.State == wire.StateRunning || w.rec.Status.State == wire.StateMigrating
 		r.mu.Unlock()
 
 		err := r.terminate(ctx, w)
@@ -640,9 +654,31 @@ func (r *Runner) Stop(ctx context.Context, id string) (wire.WorkloadStatus, erro
 
 func (r *Runner) terminate(ctx context.Context, w *workload) error {
 	id, pid := w.rec.Spec.ID, w.rec.Status.HostPID
+	cg, err := r.group(w)
+	if err != nil {
+		return fmt.Errorf("stop workload %q: %w", id, err)
+	}
+	r.mu.Lock()
+	frozen := w.rec.Status.State == wire.StateMigrating
+	r.mu.Unlock()
 	select {
 	case <-w.exited:
 	default:
+		if frozen {
+			// Frozen for a migration: SIGTERM cannot be handled; kill the
+			// tree through its cgroups (KillAll thaws it to let it die).
+			if err := cg.KillAll(ctx); err != nil {
+				return fmt.Errorf("stop workload %q: %w", id, err)
+			}
+			select {
+			case <-w.exited:
+			case <-ctx.Done():
+				return fmt.Errorf("stop workload %q: pid %d not gone after SIGKILL: %w", id, pid, ctx.Err())
+			case <-r.done:
+				return fmt.Errorf("stop workload %q: %w", id, ErrClosed)
+			}
+			break
+		}
 		grace := r.cfg.StopGrace
 		if caught, err := catchesSignal(pid, unix.SIGTERM); err == nil && !caught {
 			// PID 1 of a namespace never receives a signal it has no
@@ -673,15 +709,11 @@ func (r *Runner) terminate(ctx context.Context, w *workload) error {
 			return fmt.Errorf("stop workload %q: %w", id, ErrClosed)
 		}
 	}
-	cg, err := r.group(w)
-	if err != nil {
-		return fmt.Errorf("stop workload %q: %w", id, err)
-	}
 	// Anything that joined the cgroup from outside the namespace.
-	if err := cg.Kill(ctx); err != nil {
+	if err := cg.KillAll(ctx); err != nil {
 		return fmt.Errorf("stop workload %q: %w", id, err)
 	}
-	if err := cg.Remove(ctx); err != nil {
+	if err := cg.RemoveAll(ctx); err != nil {
 		return fmt.Errorf("stop workload %q: %w", id, err)
 	}
 	return nil

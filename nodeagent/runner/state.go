@@ -34,6 +34,12 @@ type record struct {
 	StartTicks uint64 `json:"start_ticks"`
 	// Cgroup is the workload's cgroup path below each v1 hierarchy root.
 	Cgroup string `json:"cgroup"`
+	// Migration is the id of the migration that froze the workload to move
+	// it away (Status.State is then wire.StateMigrating).
+	Migration string `json:"migration,omitempty"`
+	// Handoff: the workload is being killed and forgotten because it moved
+	// away (or a restored copy is discarded); its exit is no failure.
+	Handoff bool `json:"handoff,omitempty"`
 }
 
 // readState loads the state file in dir. A missing file is an empty state.
