@@ -22,7 +22,7 @@ import (
 //
 // A driver is created unconfigured; Configure gives it its key=value
 // parameters (those that Metadata lists) and may be called again to replace
-// them. Methods other than Metadata and Configure return ErrNotConfigured
+// them; a Configure that fails leaves the previous configuration in place. Methods other than Metadata and Configure return ErrNotConfigured
 // before the first successful Configure.
 //
 // Implementations must be safe for concurrent use.

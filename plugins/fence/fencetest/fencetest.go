@@ -124,13 +124,17 @@ func Run(t *testing.T, newDriver func(t *testing.T) fence.Driver, opts Options) 
 		}
 	})
 
-	t.Run("ConfigureRejectsUnknownParameter", func(t *testing.T) {
+	t.Run("ConfigureRejectsUnknownParameterKeepsConfig", func(t *testing.T) {
 		d := newDriver(t)
 		ctx, cancel := call(t)
 		defer cancel()
 		err := d.Configure(ctx, map[string]string{"baton_fencetest_bogus": "1"})
 		if !errors.Is(err, fence.ErrInvalidConfig) {
 			t.Fatalf("Configure with an unknown parameter: got %v, want ErrInvalidConfig", err)
+		}
+		// A failed Configure leaves the previous configuration in place.
+		if _, err := d.Status(ctx, opts.Target); err != nil {
+			t.Fatalf("Status(%q) after a rejected Configure: %v (the previous configuration must stay)", opts.Target, err)
 		}
 	})
 

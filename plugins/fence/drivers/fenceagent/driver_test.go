@@ -38,6 +38,7 @@ func configured(t *testing.T, d fence.Driver, params map[string]string) fence.Dr
 }
 
 func TestConformanceFenceDummy(t *testing.T) {
+	t.Parallel()
 	fencetest.NeedTool(t, "fence_dummy")
 	status := dummyFile(t, "on")
 	params := map[string]string{"agent": "fence_dummy", "status_file": status, "host_list": "node1"}
@@ -49,6 +50,7 @@ func TestConformanceFenceDummy(t *testing.T) {
 // The driver as a real plugin process (go-plugin over gRPC) driving the
 // real fence_dummy.
 func TestConformanceFenceDummyPlugin(t *testing.T) {
+	t.Parallel()
 	fencetest.NeedTool(t, "fence_dummy")
 	bin := fencetest.BuildDriver(t, "github.com/batonhq/baton/plugins/fence/drivers/fenceagent/cmd/baton-fence-agent")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -64,6 +66,7 @@ func TestConformanceFenceDummyPlugin(t *testing.T) {
 }
 
 func TestFenceDummyDetails(t *testing.T) {
+	t.Parallel()
 	fencetest.NeedTool(t, "fence_dummy")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -153,6 +156,7 @@ func TestFenceDummyDetails(t *testing.T) {
 
 // fence_ipmilan (through the fence-agent driver) against ipmi_sim.
 func TestConformanceFenceIPMILan(t *testing.T) {
+	t.Parallel()
 	fencetest.NeedTool(t, "fence_ipmilan")
 	sim := ipmisim.Start(t)
 	params := map[string]string{

@@ -17,6 +17,7 @@ import (
 // a shell stand-in: Debian's fence_dummy has no plugs, and the agents that
 // list plugs need real hardware.
 func TestPlugs(t *testing.T) {
+	t.Parallel()
 	agent, err := filepath.Abs("testdata/fence_fakeplugs")
 	if err != nil {
 		t.Fatal(err)

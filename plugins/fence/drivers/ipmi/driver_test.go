@@ -45,6 +45,7 @@ func configured(t *testing.T, d fence.Driver, p map[string]string) fence.Driver 
 }
 
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	sim := ipmisim.Start(t)
 	for _, method := range []string{"onoff", "cycle"} {
 		t.Run(method, func(t *testing.T) {
@@ -57,6 +58,7 @@ func TestConformance(t *testing.T) {
 
 // The IPMI driver as a real plugin process.
 func TestConformancePlugin(t *testing.T) {
+	t.Parallel()
 	sim := ipmisim.Start(t)
 	bin := fencetest.BuildDriver(t, "github.com/batonhq/baton/plugins/fence/drivers/ipmi/cmd/baton-fence-ipmi")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -71,6 +73,7 @@ func TestConformancePlugin(t *testing.T) {
 }
 
 func TestSimulatorSeesPower(t *testing.T) {
+	t.Parallel()
 	sim := ipmisim.Start(t)
 	d := configured(t, ipmi.New(), simParams(sim))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
