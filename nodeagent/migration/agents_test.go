@@ -394,16 +394,40 @@ func setup(t *testing.T) (c *cluster, a, b *agent, spec wire.WorkloadSpec, wd st
 // abortBoth aborts mc on the target (kill) and the source (resume), twice
 // (an abort may be retried), and checks the source counts on, the target has
 // nothing.
-func (c *cluster) abortBoth(a, b *agent, spec wire.WorkloadSpec, wd string, mc wire.MigrationCmd, pid int) {
+//
+// atDump > 0 says the restored copy may have run (and counted on in the
+// shared workdir) before the abort: the resumed source then counts on from
+// atDump, its memory, and writes those numbers again; the check is then that
+// the file ends with atDump+1, atDump+2, ... (one copy, from its frozen
+// state). Files are not rolled back by an abort.
+func (c *cluster) abortBoth(a, b *agent, spec wire.WorkloadSpec, wd string, mc wire.MigrationCmd, pid, atDump int) {
 	t := c.t
 	t.Helper()
 	for range 2 {
 		c.op(b.name, wire.OpMigrateAbort, wire.MigrationCmd{ID: mc.ID, Workload: spec, Source: a.name, Target: b.name, Role: wire.RoleTarget, KillTarget: true})
 		c.op(a.name, wire.OpMigrateAbort, wire.MigrationCmd{ID: mc.ID, Workload: spec, Source: a.name, Target: b.name, Role: wire.RoleSource, ResumeSource: true})
 	}
-	n := last(counts(t, wd))
-	testutil.WaitFor(t, waitTimeout, "the resumed source to count on", func() bool { return last(counts(t, wd)) >= n+3 })
-	checkConsecutive(t, wd)
+	n := len(counts(t, wd))
+	testutil.WaitFor(t, waitTimeout, "the resumed source to count on", func() bool { return len(counts(t, wd)) >= n+3 })
+	if atDump == 0 {
+		checkConsecutive(t, wd)
+	} else {
+		xs := counts(t, wd)
+		k := -1
+		for i, v := range xs {
+			if v == atDump+1 {
+				k = i // the last time: the resumed source
+			}
+		}
+		if k < 0 {
+			t.Fatalf("the count file never reaches %d: %v", atDump+1, xs)
+		}
+		for i, v := range xs[k:] {
+			if v != atDump+1+i {
+				t.Fatalf("after the abort the count file goes %v (from line %d): the source did not resume where it was frozen, or two copies ran", xs[k:], k+1)
+			}
+		}
+	}
 	c.waitHeartbeat(a, "the source running again", func(hb wire.Heartbeat) bool {
 		w, ok := workload(hb, spec.ID)
 		return ok && w.State == wire.StateRunning && w.HostPID == pid
@@ -453,7 +477,7 @@ func TestRestoreFailsAbort(t *testing.T) {
 	if e2 := c.opErr(b.name, wire.OpMigrateRestore, mc); !strings.Contains(e2, "failed earlier") {
 		t.Errorf("retried restore: %s", e2)
 	}
-	c.abortBoth(a, b, spec, wd, mc, pid)
+	c.abortBoth(a, b, spec, wd, mc, pid, 0)
 	c.stopWorkload(a.name, spec.ID)
 }
 
@@ -481,6 +505,96 @@ func TestAbortAfterDump(t *testing.T) {
 	if got := last(counts(t, wd)); got != atDump {
 		t.Fatalf("the frozen source counted on: %d, want %d", got, atDump)
 	}
-	c.abortBoth(a, b, spec, wd, mc, pid)
+	c.abortBoth(a, b, spec, wd, mc, pid, 0)
 	c.stopWorkload(a.name, spec.ID)
+}
+
+// TestTargetRestartAbort: the target agent restarts after a good restore (it
+// re-adopts the restored copy), then the migration is aborted: the restored
+// copy dies, the target keeps nothing and the source resumes.
+func TestTargetRestartAbort(t *testing.T) {
+	c, a, b, spec, wd, mc, _ := setup(t)
+	pid := c.waitHeartbeat(a, "the workload migrating", func(hb wire.Heartbeat) bool {
+		w, ok := workload(hb, spec.ID)
+		return ok && w.State == wire.StateMigrating
+	}).Workloads[0].HostPID
+	atDump := last(counts(t, wd))
+	c.op(a.name, wire.OpMigrateSendImages, mc)
+	res := c.op(b.name, wire.OpMigrateRestore, mc)
+	b.stop(t)
+	b = c.startAgent(b.name, b.dir)
+	c.waitHeartbeat(b, "the restored copy re-adopted", func(hb wire.Heartbeat) bool {
+		w, ok := workload(hb, spec.ID)
+		return ok && w.State == wire.StateRunning && w.HostPID == res.PID
+	})
+	if again := c.op(b.name, wire.OpMigrateRestore, mc); again.PID != res.PID {
+		t.Fatalf("restore retried after the restart: pid %d, first %d", again.PID, res.PID)
+	}
+	c.abortBoth(a, b, spec, wd, mc, pid, atDump)
+	testutil.WaitFor(t, waitTimeout, "the restored copy to be gone", func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", res.PID))
+		// Gone, or a zombie that its new parent (init) has yet to reap.
+		return err != nil || strings.Contains(string(b), ") Z ")
+	})
+	c.stopWorkload(a.name, spec.ID)
+}
+
+// TestAbortDuringRestore: an abort sent while the restore runs cancels it or
+// waits for it and kills what it started: exactly one copy runs after.
+func TestAbortDuringRestore(t *testing.T) {
+	c, a, b, spec, wd, mc, _ := setup(t)
+	pid := c.waitHeartbeat(a, "the workload migrating", func(hb wire.Heartbeat) bool {
+		w, ok := workload(hb, spec.ID)
+		return ok && w.State == wire.StateMigrating
+	}).Workloads[0].HostPID
+	atDump := last(counts(t, wd))
+	c.op(a.name, wire.OpMigrateSendImages, mc)
+	cmd := wire.Command{V: wire.Version, Op: wire.OpMigrateRestore, Migration: &mc}
+	restored := make(chan string, 1)
+	inbox := nats.NewInbox()
+	sub, err := c.nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.nc.PublishRequest(wire.SubjectCommand(b.name), inbox, wire.Encode(cmd)); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		m, err := sub.NextMsg(2 * time.Minute)
+		if err != nil {
+			restored <- err.Error()
+			return
+		}
+		rep, _ := wire.DecodeCommandReply(m.Data)
+		restored <- fmt.Sprintf("error %q, %+v", rep.Error, rep.Migration)
+	}()
+	c.abortBoth(a, b, spec, wd, mc, pid, atDump)
+	t.Logf("the restore sent before the abort answered: %s", <-restored)
+	c.stopWorkload(a.name, spec.ID)
+}
+
+// TestNoCRIU: an agent without CRIU says so in its heartbeat and answers
+// migration ops with what to do.
+func TestNoCRIU(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	c := newCluster(t)
+	name := testutil.NodeName(t)
+	testutil.CleanupNode(t, name)
+	a, err := nodeagent.New(nodeagent.Config{NATSURL: c.url, Node: name, DataDir: t.TempDir(), Interval: 100 * time.Millisecond, CRIUPath: "/nonexistent/criu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, _ := c.nc.SubscribeSync(wire.SubjectHeartbeat(name))
+	ctx, cancel := context.WithCancel(context.Background())
+	ag := &agent{name: name, cancel: cancel, done: make(chan error, 1), hb: hb}
+	go func() { ag.done <- a.Run(ctx) }()
+	t.Cleanup(func() { ag.stop(t) })
+	got := c.waitHeartbeat(ag, "features", func(hb wire.Heartbeat) bool { return hb.Features != nil })
+	if got.Features.CRIU || got.Features.HostID == "" || got.Features.MigrateAddr != nodeagent.DefaultMigrateAddr {
+		t.Fatalf("features without CRIU: %+v", *got.Features)
+	}
+	e := c.opErr(name, wire.OpMigratePrepare, wire.MigrationCmd{ID: "m1", Workload: wire.WorkloadSpec{ID: "w"}, Source: "other", Target: name})
+	if !strings.Contains(e, "CRIU is not available on node "+name) || !strings.Contains(e, "make deps") {
+		t.Fatalf("prepare without CRIU: %s", e)
+	}
 }
