@@ -7,5 +7,6 @@
 //
 // The agent wires adapters together and holds no policy: package runner runs
 // the workloads (and re-adopts them after an agent restart), package metrics
-// measures the machine. See README.md for a picture.
+// measures the machine, package migration carries out the live migration
+// operations and reports the node's CRIU features in every heartbeat. See README.md for a picture.
 package nodeagent

@@ -36,6 +36,8 @@ var (
 	ErrWrongPhase = errors.New("migration: operation out of order")
 	// ErrWrongNode: the command names another node for this role.
 	ErrWrongNode = errors.New("migration: command for another node")
+	// ErrMode: the migration mode is not one this agent carries out.
+	ErrMode = errors.New("migration: mode not supported by this agent")
 	// ErrFailed: an earlier attempt of this operation failed; the error
 	// carries its reason. The migration must be aborted.
 	ErrFailed = errors.New("migration: operation failed earlier")
@@ -213,6 +215,9 @@ func (m *Manager) Handle(ctx context.Context, cmd wire.Command) (*wire.Migration
 	}
 	if m.cfg.CRIU == nil && cmd.Op != wire.OpMigrateAbort && cmd.Op != wire.OpMigrateCommit {
 		return nil, fmt.Errorf("%w on node %s: run make deps (it installs CRIU 4.x): migration %s cannot %s", ErrNoCRIU, m.cfg.Node, mc.ID, cmd.Op)
+	}
+	if mc.Mode != "" && mc.Mode != "stop-copy" && cmd.Op != wire.OpMigrateAbort && cmd.Op != wire.OpMigrateCommit {
+		return nil, fmt.Errorf("%w: migration %s: mode %q on node %s: only stop-copy is carried out by the agents so far", ErrMode, mc.ID, mc.Mode, m.cfg.Node)
 	}
 	role := mc.Role
 	switch cmd.Op {
