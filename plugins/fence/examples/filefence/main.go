@@ -23,6 +23,7 @@ type Driver struct {
 	dir string
 }
 
+// Configure takes dir, the directory of target files.
 func (d *Driver) Configure(ctx context.Context, p map[string]string) error {
 	for k := range p {
 		if k != "dir" {
@@ -38,6 +39,7 @@ func (d *Driver) Configure(ctx context.Context, p map[string]string) error {
 	return nil
 }
 
+// Metadata describes the driver and its one parameter.
 func (d *Driver) Metadata(ctx context.Context) (fence.Metadata, error) {
 	return fence.Metadata{
 		Name:        "filefence",
@@ -46,6 +48,7 @@ func (d *Driver) Metadata(ctx context.Context) (fence.Metadata, error) {
 	}, nil
 }
 
+// Status reads the target's file.
 func (d *Driver) Status(ctx context.Context, target string) (fence.PowerState, error) {
 	if err := ctx.Err(); err != nil {
 		return fence.PowerUnknown, err
@@ -64,8 +67,11 @@ func (d *Driver) Status(ctx context.Context, target string) (fence.PowerState, e
 	return fence.PowerOn, nil
 }
 
+// Off writes "off": the write is the confirmation.
 func (d *Driver) Off(ctx context.Context, target string) error { return d.set(ctx, target, "off") }
-func (d *Driver) On(ctx context.Context, target string) error  { return d.set(ctx, target, "on") }
+
+// On writes "on".
+func (d *Driver) On(ctx context.Context, target string) error { return d.set(ctx, target, "on") }
 
 func (d *Driver) set(ctx context.Context, target, state string) error {
 	if err := ctx.Err(); err != nil {
