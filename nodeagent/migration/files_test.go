@@ -3,6 +3,7 @@ package migration
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/batonhq/baton/wire"
@@ -90,4 +91,40 @@ func TestChunks(t *testing.T) {
 			t.Fatalf("size %d: copy differs", size)
 		}
 	}
+}
+
+// FuzzWriteChunk: whatever a peer sends, a chunk that passes wire's checks
+// never writes outside its root, even with symlinks planted in the root.
+func FuzzWriteChunk(f *testing.F) {
+	for _, p := range []string{"core.img", "a/b/c", "escape/x", "link.img", "../x", "/etc/x", "a/../../x", ".", "a//b", "escape"} {
+		f.Add(p, int64(0), []byte("data"), uint32(0), true)
+	}
+	f.Fuzz(func(t *testing.T, path string, off int64, data []byte, mode uint32, last bool) {
+		if off > 1<<20 || len(data) > 4096 {
+			return
+		}
+		cmd := wire.Command{V: wire.Version, Op: wire.OpMigrateReceive, Chunk: &wire.FileChunk{
+			Migration: "m", Kind: "image", Path: path, Offset: off, Data: data, Mode: mode, Last: last,
+		}}
+		dec, err := wire.DecodeCommand(wire.Encode(cmd))
+		if err != nil {
+			return
+		}
+		base := t.TempDir()
+		root, outside := filepath.Join(base, "root"), filepath.Join(base, "outside")
+		os.MkdirAll(root, 0o700)
+		os.MkdirAll(outside, 0o700)
+		os.Symlink(outside, filepath.Join(root, "escape"))
+		os.Symlink(filepath.Join(outside, "f"), filepath.Join(root, "link.img"))
+		writeChunk(root, dec.Chunk) // may fail; must not escape
+		filepath.WalkDir(base, func(p string, d os.DirEntry, err error) error {
+			if err == nil && p != base && p != root && p != outside && !strings.HasPrefix(p, root+"/") {
+				t.Fatalf("chunk path %q wrote %s, outside the root", path, p)
+			}
+			return nil
+		})
+		if ents, _ := os.ReadDir(outside); len(ents) > 0 {
+			t.Fatalf("chunk path %q wrote into the symlinked dir: %v", path, ents)
+		}
+	})
 }
