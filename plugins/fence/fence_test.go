@@ -36,12 +36,25 @@ func serve(t *testing.T, d fence.Driver) *fence.Plugin {
 
 // The in-memory twin passes the suite directly and through the gRPC shims.
 func TestConformanceMemory(t *testing.T) {
+	hanging := func(t *testing.T) *fencetest.Memory {
+		m := fencetest.NewMemory()
+		if err := m.Configure(context.Background(), map[string]string{"targets": "n1", "hang": "1"}); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
 	t.Run("Direct", func(t *testing.T) {
-		fencetest.Run(t, func(t *testing.T) fence.Driver { return newMemory(t) }, fencetest.Options{Target: "n1"})
+		fencetest.Run(t, func(t *testing.T) fence.Driver { return newMemory(t) }, fencetest.Options{
+			Target:  "n1",
+			Hanging: func(t *testing.T) fence.Driver { return hanging(t) },
+		})
 	})
 	t.Run("GRPC", func(t *testing.T) {
 		m := newMemory(t) // one device shared by the subtests' clients
-		fencetest.Run(t, func(t *testing.T) fence.Driver { return serve(t, m) }, fencetest.Options{Target: "n1"})
+		fencetest.Run(t, func(t *testing.T) fence.Driver { return serve(t, m) }, fencetest.Options{
+			Target:  "n1",
+			Hanging: func(t *testing.T) fence.Driver { return serve(t, hanging(t)) },
+		})
 	})
 }
 

@@ -27,6 +27,11 @@ type Options struct {
 	// is unsupported (e.g. restarting the processes a process driver
 	// kills); otherwise the suite uses the driver's On.
 	PowerOn func(t *testing.T)
+	// Hanging, if set, returns a driver for the same target whose device
+	// does not answer (a BMC address nobody listens on, an agent told to
+	// sleep). The suite then checks that calls in progress end promptly
+	// when their deadline passes or their context is cancelled.
+	Hanging func(t *testing.T) fence.Driver
 	// Settle bounds how long the suite waits for Status to show the state
 	// an action asked for (some devices act asynchronously); default 10 s.
 	Settle time.Duration
@@ -309,6 +314,54 @@ func Run(t *testing.T, newDriver func(t *testing.T) fence.Driver, opts Options) 
 		}
 		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, fence.ErrTimeout) {
 			t.Errorf("Off with an expired deadline: got %v, want context.DeadlineExceeded or ErrTimeout", err)
+		}
+	})
+
+	t.Run("HangingDeviceDeadline", func(t *testing.T) {
+		if opts.Hanging == nil {
+			t.Skip("no Options.Hanging: the driver's author gave no way to make the device hang")
+		}
+		d := opts.Hanging(t)
+		for name, f := range map[string]func(context.Context) error{
+			"Status": func(ctx context.Context) error { _, err := d.Status(ctx, opts.Target); return err },
+			"Off":    func(ctx context.Context) error { return d.Off(ctx, opts.Target) },
+		} {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			start := time.Now()
+			err := f(ctx)
+			cancel()
+			if took := time.Since(start); took > 300*time.Millisecond+promptly {
+				t.Errorf("%s on a hanging device with a 300 ms deadline took %v", name, took)
+			}
+			if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, fence.ErrTimeout) {
+				t.Errorf("%s on a hanging device past its deadline: got %v, want context.DeadlineExceeded and ErrTimeout", name, err)
+			}
+		}
+	})
+
+	t.Run("HangingDeviceCancel", func(t *testing.T) {
+		if opts.Hanging == nil {
+			t.Skip("no Options.Hanging")
+		}
+		d := opts.Hanging(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { errc <- d.Off(ctx, opts.Target) }()
+		// Let the call get under way: there is no event to wait for from
+		// outside the driver, and cancelling earlier is also a valid case.
+		time.Sleep(100 * time.Millisecond)
+		start := time.Now()
+		cancel()
+		select {
+		case err := <-errc:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("Off on a hanging device, cancelled: got %v, want context.Canceled", err)
+			}
+			if took := time.Since(start); took > promptly {
+				t.Errorf("Off took %v to return after cancel", took)
+			}
+		case <-time.After(promptly + 5*time.Second):
+			t.Fatalf("Off on a hanging device did not return %v after cancel", promptly+5*time.Second)
 		}
 	})
 

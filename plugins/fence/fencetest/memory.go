@@ -2,6 +2,7 @@ package fencetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -12,10 +13,13 @@ import (
 
 // Memory is the in-memory twin of a fence device: a set of targets whose
 // power state is a map entry. It is configured with targets=a,b,c (all
-// start on). Tests of code that fences (and of the SDK itself) use it.
+// start on); with hang=1, Status, Off, On and Reboot block until their
+// context ends, like a device that does not answer. Tests of code that
+// fences (and of the SDK itself) use it.
 type Memory struct {
 	mu     sync.Mutex
 	power  map[string]fence.PowerState // nil until configured
+	hang   bool
 	events []string
 }
 
@@ -30,9 +34,14 @@ func (m *Memory) Configure(ctx context.Context, params map[string]string) error 
 		return err
 	}
 	power := map[string]fence.PowerState{}
+	hang := false
 	for k, v := range params {
+		if k == "hang" {
+			hang = v == "1"
+			continue
+		}
 		if k != "targets" {
-			return fmt.Errorf("memory: parameter %q: %w (the only parameter is targets)", k, fence.ErrInvalidConfig)
+			return fmt.Errorf("memory: parameter %q: %w (the parameters are targets and hang)", k, fence.ErrInvalidConfig)
 		}
 		for _, n := range strings.Split(v, ",") {
 			if n = strings.TrimSpace(n); n != "" {
@@ -44,7 +53,7 @@ func (m *Memory) Configure(ctx context.Context, params map[string]string) error 
 		return fmt.Errorf("memory: %w: targets is required (e.g. targets=n1,n2)", fence.ErrInvalidConfig)
 	}
 	m.mu.Lock()
-	m.power = power
+	m.power, m.hang = power, hang
 	m.mu.Unlock()
 	return nil
 }
@@ -57,9 +66,10 @@ func (m *Memory) Metadata(ctx context.Context) (fence.Metadata, error) {
 	return fence.Metadata{
 		Name:        "memory",
 		Description: "In-memory fence device for tests: power state is a map entry",
-		Parameters: []fence.Parameter{{
-			Name: "targets", Description: "Comma-separated target names, all initially on", Required: true,
-		}},
+		Parameters: []fence.Parameter{
+			{Name: "targets", Description: "Comma-separated target names, all initially on", Required: true},
+			{Name: "hang", Description: "1: power calls block until their context ends", Default: "0"},
+		},
 	}, nil
 }
 
@@ -83,7 +93,7 @@ func (m *Memory) List(ctx context.Context) ([]fence.Target, error) {
 
 // Status reports the target's state.
 func (m *Memory) Status(ctx context.Context, target string) (fence.PowerState, error) {
-	if err := ctx.Err(); err != nil {
+	if err := m.wait(ctx); err != nil {
 		return fence.PowerUnknown, err
 	}
 	m.mu.Lock()
@@ -114,8 +124,22 @@ func (m *Memory) Events() []string {
 	return append([]string(nil), m.events...)
 }
 
+// wait returns ctx's error at once, or, with hang=1, when ctx ends.
+func (m *Memory) wait(ctx context.Context) error {
+	m.mu.Lock()
+	hang := m.hang
+	m.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("memory: device hangs: %w: %w", fence.ErrTimeout, ctx.Err())
+		}
+	}
+	return ctx.Err()
+}
+
 func (m *Memory) set(ctx context.Context, action, target string, st fence.PowerState) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.wait(ctx); err != nil {
 		return err
 	}
 	m.mu.Lock()

@@ -44,7 +44,12 @@ func TestConformanceFenceDummy(t *testing.T) {
 	params := map[string]string{"agent": "fence_dummy", "status_file": status, "host_list": "node1"}
 	fencetest.Run(t, func(t *testing.T) fence.Driver {
 		return configured(t, fenceagent.New(), params)
-	}, fencetest.Options{Target: "node1"})
+	}, fencetest.Options{Target: "node1", Hanging: func(t *testing.T) fence.Driver {
+		// random_sleep_range=60: fence_dummy first sleeps 1 to 60 s.
+		return configured(t, fenceagent.New(), map[string]string{
+			"agent": "fence_dummy", "status_file": dummyFile(t, "on"), "host_list": "node1", "random_sleep_range": "60",
+		})
+	}})
 }
 
 // The driver as a real plugin process (go-plugin over gRPC) driving the
@@ -62,7 +67,17 @@ func TestConformanceFenceDummyPlugin(t *testing.T) {
 	t.Cleanup(func() { p.Close() })
 	status := dummyFile(t, "on")
 	configured(t, p, map[string]string{"agent": "fence_dummy", "status_file": status, "host_list": "node1"})
-	fencetest.Run(t, func(t *testing.T) fence.Driver { return p }, fencetest.Options{Target: "node1"})
+	fencetest.Run(t, func(t *testing.T) fence.Driver { return p }, fencetest.Options{Target: "node1", Hanging: func(t *testing.T) fence.Driver {
+		// A second plugin process whose fence_dummy sleeps 1 to 60 s first.
+		h, err := fence.Open(ctx, fence.Config{Path: bin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		return configured(t, h, map[string]string{
+			"agent": "fence_dummy", "status_file": dummyFile(t, "on"), "host_list": "node1", "random_sleep_range": "60",
+		})
+	}})
 }
 
 func TestFenceDummyDetails(t *testing.T) {
@@ -172,7 +187,14 @@ func TestConformanceFenceIPMILan(t *testing.T) {
 	}
 	fencetest.Run(t, func(t *testing.T) fence.Driver {
 		return configured(t, fenceagent.New(), params)
-	}, fencetest.Options{Target: "node1"})
+	}, fencetest.Options{Target: "node1", Hanging: func(t *testing.T) fence.Driver {
+		hang := map[string]string{}
+		for k, v := range params {
+			hang[k] = v
+		}
+		hang["ipport"] = "9" // a loopback port where no BMC answers
+		return configured(t, fenceagent.New(), hang)
+	}})
 
 	t.Run("WrongPassword", func(t *testing.T) {
 		bad := map[string]string{}

@@ -51,7 +51,10 @@ func TestConformance(t *testing.T) {
 		t.Run(method, func(t *testing.T) {
 			p := with(simParams(sim), "method", method)
 			fencetest.Run(t, func(t *testing.T) fence.Driver { return configured(t, ipmi.New(), p) },
-				fencetest.Options{Target: "node1"})
+				fencetest.Options{Target: "node1", Hanging: func(t *testing.T) fence.Driver {
+					// A loopback port where no BMC answers.
+					return configured(t, ipmi.New(), with(p, "ipport", "9"))
+				}})
 		})
 	}
 }
@@ -69,7 +72,14 @@ func TestConformancePlugin(t *testing.T) {
 	}
 	t.Cleanup(func() { p.Close() })
 	configured(t, p, simParams(sim))
-	fencetest.Run(t, func(t *testing.T) fence.Driver { return p }, fencetest.Options{Target: "node1"})
+	fencetest.Run(t, func(t *testing.T) fence.Driver { return p }, fencetest.Options{Target: "node1", Hanging: func(t *testing.T) fence.Driver {
+		h, err := fence.Open(ctx, fence.Config{Path: bin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		return configured(t, h, with(simParams(sim), "ipport", "9")) // no BMC there
+	}})
 }
 
 func TestSimulatorSeesPower(t *testing.T) {
