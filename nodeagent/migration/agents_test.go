@@ -598,3 +598,32 @@ func TestNoCRIU(t *testing.T) {
 		t.Fatalf("prepare without CRIU: %s", e)
 	}
 }
+
+// TestDumpFailsSourceRunsOn: the target aborts (its page server goes) before
+// the source dumps: the dump fails, the source is thawed at once and counts
+// on, a retried dump answers the same failure, the abort is a no-op.
+func TestDumpFailsSourceRunsOn(t *testing.T) {
+	needCRIU(t)
+	c := newCluster(t)
+	a := c.startAgent(testutil.NodeName(t), "")
+	b := c.startAgent(testutil.NodeName(t), "")
+	spec, wd := c.startCounter(a)
+	pid := c.waitHeartbeat(a, "the workload running", func(hb wire.Heartbeat) bool {
+		w, ok := workload(hb, spec.ID)
+		return ok && w.State == wire.StateRunning
+	}).Workloads[0].HostPID
+	mc := wire.MigrationCmd{ID: randID("mig"), Workload: spec, Source: a.name, Target: b.name}
+	mc.PageServer = c.op(b.name, wire.OpMigratePrepare, mc).PageServer
+	c.op(b.name, wire.OpMigrateAbort, wire.MigrationCmd{ID: mc.ID, Workload: spec, Source: a.name, Target: b.name, Role: wire.RoleTarget, KillTarget: true})
+	e := c.opErr(a.name, wire.OpMigrateDump, mc)
+	t.Logf("dump error, as the server sees it: %s", e)
+	if e2 := c.opErr(a.name, wire.OpMigrateDump, mc); !strings.Contains(e2, "failed earlier") {
+		t.Errorf("retried dump: %s", e2)
+	}
+	c.waitHeartbeat(a, "the source running", func(hb wire.Heartbeat) bool {
+		w, ok := workload(hb, spec.ID)
+		return ok && w.State == wire.StateRunning && w.HostPID == pid
+	})
+	c.abortBoth(a, b, spec, wd, mc, pid, 0)
+	c.stopWorkload(a.name, spec.ID)
+}
