@@ -1,0 +1,196 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// counterWorkload keeps a counter in the shell's memory and appends it to a
+// file in its workdir every 50 ms: after a migration the file must go on
+// from where it was, never from 1.
+func counterWorkload(name, dir string) map[string]any {
+	return map[string]any{
+		"name":    name,
+		"command": []string{"/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo $i >> count; sleep 0.05; done"},
+		"workdir": dir,
+	}
+}
+
+// readCounts parses the count file and checks it is 1, 2, 3, ... with no
+// restart and no gap.
+func readCounts(t *testing.T, dir string) []int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "count"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for i, f := range strings.Fields(string(b)) {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			t.Fatalf("line %d of the count file is %q", i+1, f)
+		}
+		if n != i+1 {
+			t.Fatalf("the counter went %v then %d at line %d: it restarted or skipped (a second copy, or lost state)", out[max(0, len(out)-3):], n, i+1)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+type migration struct {
+	ID        string  `json:"id"`
+	State     string  `json:"state"`
+	Source    string  `json:"source"`
+	Target    string  `json:"target"`
+	Mode      string  `json:"mode"`
+	Reason    string  `json:"reason"`
+	FrozenMS  float64 `json:"frozen_ms"`
+	TargetPID int     `json:"target_pid"`
+	EndedAt   string  `json:"ended_at"`
+}
+
+func (c *cluster) migrate(id, to string) migration {
+	c.t.Helper()
+	var m migration
+	c.mustDo("POST", "/v1/workloads/"+id+"/migrate", map[string]any{"to": to}, 202).decode(c.t, &m)
+	c.eventually(2*time.Minute, "migration "+m.ID+" ends", func() error {
+		c.mustDo("GET", "/v1/migrations/"+m.ID, nil, 200).decode(c.t, &m)
+		if m.EndedAt == "" {
+			return fmt.Errorf("in %s", m.State)
+		}
+		return nil
+	})
+	return m
+}
+
+func (c *cluster) waitCount(dir string, atLeast int) {
+	c.t.Helper()
+	c.eventually(20*time.Second, fmt.Sprintf("the counter reaches %d", atLeast), func() error {
+		if n := len(readCounts(c.t, dir)); n < atLeast {
+			return fmt.Errorf("at %d", n)
+		}
+		return nil
+	})
+}
+
+func TestLiveMigrationThereAndBack(t *testing.T) {
+	requireCRIU(t)
+	c := newCluster(t, 3)
+	dir := t.TempDir()
+	var w workload
+	c.mustDo("POST", "/v1/workloads", counterWorkload("counter", dir), 201).decode(t, &w)
+	c.waitCount(dir, 5)
+
+	hops := []string{c.node(2), c.node(3), w.Node}
+	if w.Node == c.node(2) {
+		hops = []string{c.node(1), c.node(3), w.Node}
+	}
+	pid := w.HostPID
+	for _, to := range hops {
+		before := len(readCounts(t, dir))
+		m := c.migrate(w.ID, to)
+		if m.State != "done" || m.Target != to || m.TargetPID <= 0 {
+			t.Fatalf("migration to %s ended %+v", to, m)
+		}
+		t.Logf("%s → %s: frozen %.0f ms (mode %s)", m.Source, m.Target, m.FrozenMS, m.Mode)
+		got := c.workload(w.ID)
+		if got.Node != to || got.HostPID != m.TargetPID || got.State != "running" {
+			t.Fatalf("after migrating to %s the workload is %+v", to, got)
+		}
+		if alive(pid) {
+			t.Errorf("the source copy (pid %d) still runs after the commit", pid)
+		}
+		pid = got.HostPID
+		c.waitCount(dir, before+10) // it counts on, from where it was
+		if n := countWorkloadProcs(c, to); n < 1 {
+			t.Errorf("no process in %s's workload cgroups", to)
+		}
+	}
+	c.mustDo("DELETE", "/v1/workloads/"+w.ID, nil, 200)
+	if alive(pid) {
+		t.Error("the migrated workload survived its deletion")
+	}
+}
+
+func TestMigrationToADeadAgentRollsBack(t *testing.T) {
+	requireCRIU(t)
+	c := newCluster(t, 2)
+	dir := t.TempDir()
+	var w workload
+	c.mustDo("POST", "/v1/workloads", counterWorkload("counter", dir), 201).decode(t, &w)
+	c.waitCount(dir, 5)
+	target := c.node(1)
+	if w.Node == target {
+		target = c.node(2)
+	}
+	c.agents[target].kill() // still "running" to the server for a moment
+	m := c.migrate(w.ID, target)
+	if m.State != "failed" || m.Reason == "" {
+		t.Fatalf("migration to a dead agent ended %+v, want failed with a reason", m)
+	}
+	got := c.workload(w.ID)
+	if got.Node != w.Node || got.HostPID != w.HostPID || got.State != "running" {
+		t.Fatalf("after the rollback the workload is %+v, want it running where it was", got)
+	}
+	before := len(readCounts(t, dir))
+	c.waitCount(dir, before+5)
+}
+
+func TestMigrationWhoseSourceAgentDiesRollsBackWhenItReturns(t *testing.T) {
+	requireCRIU(t)
+	c := newCluster(t, 2)
+	dir := t.TempDir()
+	var w workload
+	c.mustDo("POST", "/v1/workloads", counterWorkload("counter", dir), 201).decode(t, &w)
+	c.waitCount(dir, 5)
+	target := c.node(1)
+	if w.Node == target {
+		target = c.node(2)
+	}
+	c.agents[w.Node].kill()
+	var m migration
+	c.mustDo("POST", "/v1/workloads/"+w.ID+"/migrate", map[string]any{"to": target}, 202).decode(t, &m)
+	time.Sleep(time.Second) // the server retries its rollback meanwhile
+	c.startAgent(w.Node)
+	c.eventually(time.Minute, "the migration ends", func() error {
+		c.mustDo("GET", "/v1/migrations/"+m.ID, nil, 200).decode(t, &m)
+		if m.EndedAt == "" {
+			return fmt.Errorf("in %s", m.State)
+		}
+		return nil
+	})
+	if m.State != "failed" {
+		t.Fatalf("migration ended %+v, want failed", m)
+	}
+	got := c.workload(w.ID)
+	if got.Node != w.Node || got.HostPID != w.HostPID {
+		t.Fatalf("after the rollback the workload is %+v", got)
+	}
+	before := len(readCounts(t, dir))
+	c.waitCount(dir, before+5)
+	if n := countWorkloadProcs(c, target); n != 0 {
+		t.Errorf("%d processes on the target after the rollback", n)
+	}
+}
+
+// requireCRIU fails (under BATON_REQUIRE_PRIVILEGED=1) or skips without a
+// working CRIU 4.
+func requireCRIU(t *testing.T) {
+	t.Helper()
+	requirePrivileged(t)
+	for _, p := range []string{"/usr/local/sbin/criu", "/usr/sbin/criu"} {
+		if _, err := os.Stat(p); err == nil {
+			return
+		}
+	}
+	if os.Getenv("BATON_REQUIRE_PRIVILEGED") == "1" {
+		t.Fatal("CRIU is not installed: run make deps")
+	}
+	t.Skip("CRIU is not installed: run make deps")
+}
