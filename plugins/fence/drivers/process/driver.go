@@ -57,7 +57,9 @@ var parameters = []fence.Parameter{
 }
 
 // Configure checks and stores the parameters; at least one of pidfile,
-// cgroup and match is required.
+// cgroup and match is required, and cgroup and match must contain {node}
+// (as must pidfile with several nodes) so that one node's selectors never
+// reach another's processes.
 func (d *Driver) Configure(ctx context.Context, p map[string]string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -93,6 +95,17 @@ func (d *Driver) Configure(ctx context.Context, p map[string]string) error {
 	}
 	if cfg.cgroup != "" && !strings.HasPrefix(filepath.Clean(cfg.cgroup), "/sys/fs/cgroup/") {
 		return fmt.Errorf("process: %s=%q: %w: want a directory under /sys/fs/cgroup", ParamCgroup, cfg.cgroup, fence.ErrInvalidConfig)
+	}
+	// A selector without {node} would match every node's processes (or,
+	// for a cgroup hierarchy's root, the whole machine's).
+	if cfg.cgroup != "" && !strings.Contains(cfg.cgroup, placeholder) {
+		return fmt.Errorf("process: %s=%q: %w: must contain %s, e.g. /sys/fs/cgroup/pids/baton/%s", ParamCgroup, cfg.cgroup, fence.ErrInvalidConfig, placeholder, placeholder)
+	}
+	if cfg.match != "" && !strings.Contains(cfg.match, placeholder) {
+		return fmt.Errorf("process: %s=%q: %w: must contain %s", ParamMatch, cfg.match, fence.ErrInvalidConfig, placeholder)
+	}
+	if cfg.pidfile != "" && len(cfg.nodes) > 1 && !strings.Contains(cfg.pidfile, placeholder) {
+		return fmt.Errorf("process: %s=%q: %w: must contain %s when there are several nodes", ParamPidFile, cfg.pidfile, fence.ErrInvalidConfig, placeholder)
 	}
 	if cfg.match != "" {
 		if _, err := regexp.Compile(strings.ReplaceAll(cfg.match, placeholder, "x")); err != nil {

@@ -230,7 +230,7 @@ func TestNeverKillsItself(t *testing.T) {
 	}
 	d := configured(t, process.New(), map[string]string{
 		"host_list": "node1",
-		"match":     "^" + regexp.QuoteMeta(process.CmdLine(self)) + "$",
+		"match":     "^" + regexp.QuoteMeta(process.CmdLine(self)) + "(?:{node})?$",
 	})
 	ctx := context.Background()
 	if st, err := d.Status(ctx, "node1"); err != nil || st != fence.PowerOff {
@@ -246,14 +246,17 @@ func TestConfigureErrors(t *testing.T) {
 		name string
 		p    map[string]string
 	}{
-		{"NoNodes", map[string]string{"match": "x"}},
+		{"NoNodes", map[string]string{"match": "x{node}"}},
+		{"MatchWithoutNode", map[string]string{"host_list": "n1", "match": "sleep"}},
+		{"CgroupWithoutNode", map[string]string{"host_list": "n1", "cgroup": "/sys/fs/cgroup/pids"}},
+		{"SharedPidFile", map[string]string{"host_list": "n1,n2", "pidfile": "/run/agent.pid"}},
 		{"NoSelector", map[string]string{"host_list": "n1"}},
 		{"RelativePidFile", map[string]string{"host_list": "n1", "pidfile": "run/{node}.pid"}},
 		{"CgroupOutsideSys", map[string]string{"host_list": "n1", "cgroup": "/tmp/{node}"}},
-		{"BadRegexp", map[string]string{"host_list": "n1", "match": "("}},
-		{"SlashInNode", map[string]string{"host_list": "../n1", "match": "x"}},
-		{"BadTimeout", map[string]string{"host_list": "n1", "match": "x", "kill_timeout": "0"}},
-		{"Unknown", map[string]string{"host_list": "n1", "match": "x", "signal": "TERM"}},
+		{"BadRegexp", map[string]string{"host_list": "n1", "match": "({node}"}},
+		{"SlashInNode", map[string]string{"host_list": "../n1", "match": "x{node}"}},
+		{"BadTimeout", map[string]string{"host_list": "n1", "match": "x{node}", "kill_timeout": "0"}},
+		{"Unknown", map[string]string{"host_list": "n1", "match": "x{node}", "signal": "TERM"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
