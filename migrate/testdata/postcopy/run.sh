@@ -9,6 +9,9 @@
 #   SRC_FREEZER=1      put the source in freezer cgroup v1 pc-src-PORT, freeze it before the dump and
 #                      pass --freeze-cgroup: when CRIU itself reports the failure it re-freezes the
 #                      cgroup instead of letting the source run (it does not help if criu dump dies)
+#   ABORT=1            after the transfer ended, run the abort protocol of POSTCOPY.md: SIGKILL the
+#                      restored copy and wait until it is gone, then thaw / SIGCONT the source and
+#                      check that it runs on with intact memory
 #   FAULT=kill-lazy|kill-dump|kill-restored|cut-tcp  FAULT_MS=<ms after restore -d returned>  inject a failure
 #                      into the background page transfer
 # Source: criu dump --lazy-pages --address 127.0.0.1 --port PORT (the dump becomes the page server)
@@ -83,6 +86,17 @@ wait $LAZY; RC_LAZY=$?; T_LAZY=$(ms)
 timeout $WAIT_S tail -s 0.01 --pid=$DUMP -f /dev/null
 kill -0 $DUMP 2>/dev/null && { echo "criu dump still running after ${WAIT_S}s: SIGKILL"; kill -9 $DUMP; }
 wait $DUMP; RC_DUMP=$?; T_DUMP_END=$(ms)
+if [ -n "${ABORT:-}" ]; then
+	echo "abort: restored copy state before: $( [ -n "${RPID:-}" ] && [ -e /proc/$RPID ] && awk '{print $3}' /proc/$RPID/stat || echo gone)"
+	[ -n "${RPID:-}" ] && kill -9 "$RPID" 2>/dev/null
+	for i in $(seq 500); do [ -n "${RPID:-}" ] && [ -e /proc/$RPID ] || break; sleep 0.01; done
+	echo "abort: restored copy $( [ -e /proc/${RPID:-0} ] && echo 'STILL ALIVE' || echo gone), source state $( [ -e /proc/$PID ] && awk '{print $3}' /proc/$PID/stat || echo gone)$( [ -n "${FZ:-}" ] && echo ", freezer $(cat $FZ/freezer.state)")"
+	T_RES=$(ms)
+	[ -n "${FZ:-}" ] && echo THAWED > $FZ/freezer.state
+	kill -CONT "$PID" 2>/dev/null
+	sleep 2.2
+	echo "abort: source after resume: $(awk -v t=$T_RES '$1>t && $2 ~ /^[0-9]+$/' "$OUT/work.log" | wc -l) ticks, $(awk -v t=$T_RES '$1>t && /BAD/' "$OUT/work.log" | wc -l) BAD, $(awk -v t=$T_RES '$1>t && /sweep/' "$OUT/work.log" | wc -l) full sweeps"
+fi
 sleep 2.2   # let the surviving copy run at least one full memory sweep
 echo "rc: restore=$RC_RESTORE lazy-pages=$RC_LAZY dump=$RC_DUMP restored-pid=${RPID:-none}"
 echo "ms after dump start: page-server-ready=$((T_READY-T_DUMP)) restore-returned=$((T_RESTORED-T_DUMP)) lazy-pages-exit=$((T_LAZY-T_DUMP)) dump-exit=$((T_DUMP_END-T_DUMP))"
