@@ -109,6 +109,7 @@ echo "workload: BAD ticks after dump: $(awk -v t0=$T_DUMP '$1>t0 && /BAD/' "$OUT
 awk -v t0=$T_DUMP '$1>t0 && /sweep/ {print "  sweep at", $1-t0, "ms:", $3, "took", $NF; n++; if (n==2) exit}' "$OUT/work.log"
 st() { [ -n "$1" ] && [ -e /proc/$1 ] && echo "$(awk '{print $3}' /proc/$1/stat)" || echo gone; }
 [ -n "${FZ:-}" ] && echo "source freezer cgroup: $(cat $FZ/freezer.state)"
+[ -n "${RPID:-}" ] && [ -e /proc/$RPID ] && echo "restored copy /proc/$RPID/cmdline: $(timeout 2 cat /proc/$RPID/cmdline | tr '\0' ' ' | wc -c) bytes ($(timeout 2 cat /proc/$RPID/cmdline | tr '\0' ' ' | cut -c1-40))"
 echo "copies: source $PID [$(st $PID)]  restored ${RPID:-none} [$(st "${RPID:-}")]   (R/S running, T stopped)"
 grep -hE "Error|FAILED|tee pipe|finished successfully" "$OUT/img/dump.log" | grep -v RLIMIT | head -6 | sed 's/^/  dump.log: /'
 grep -hE "Error|FAILED|transferred" "$OUT/img/lazy.log" | head -6 | sed 's/^/  lazy.log: /'
