@@ -81,13 +81,37 @@ type mig struct {
 	cancel context.CancelFunc
 }
 
+// Checkpointer is the CRIU this package drives; *criu.Client is the real
+// one (see Detect), fakeCRIU in the tests its in-memory twin.
+type Checkpointer interface {
+	PageServer(ctx context.Context, imagesDir, addr string) (stop func() error, port int, err error)
+	Dump(ctx context.Context, o criu.DumpOpts) (criu.DumpResult, error)
+	Restore(ctx context.Context, o criu.RestoreOpts) (criu.RestoreResult, error)
+}
+
+// Workloads is the runner's part in migrations; *runner.Runner is the real
+// one (see its migrate.go), fakeRunner in the tests its in-memory twin.
+type Workloads interface {
+	LogPath(id string) string
+	Workdir(spec wire.WorkloadSpec) string
+	CgroupPath(id string) string
+	// source
+	Freeze(ctx context.Context, id, migration string) (runner.Frozen, error)
+	Thaw(ctx context.Context, id, migration string) (wire.WorkloadStatus, error)
+	Handoff(ctx context.Context, id string) error
+	// target
+	PrepareCgroups(spec wire.WorkloadSpec) (string, error)
+	Adopt(ctx context.Context, spec wire.WorkloadSpec, pid int) (wire.WorkloadStatus, error)
+	Discard(ctx context.Context, id string) error
+}
+
 // Config configures a Manager.
 type Config struct {
 	Node    string
 	DataDir string
-	Runner  *runner.Runner
+	Runner  Workloads
 	Conn    *nats.Conn   // send-images sends its chunks on it
-	CRIU    *criu.Client // nil: migrations are refused with ErrNoCRIU
+	CRIU    Checkpointer // nil: migrations are refused with ErrNoCRIU
 	// Features is what the agent detected (see Detect).
 	Features wire.NodeFeatures
 	// MigrateAddr is the host page servers listen on (default 127.0.0.1).
@@ -118,6 +142,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c, ok := cfg.CRIU.(*criu.Client); ok && c == nil {
+		cfg.CRIU = nil // a nil *criu.Client from Detect: no CRIU
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, dir: filepath.Join(cfg.DataDir, "migrations"), migs: map[string]*mig{}}
 	if err := os.MkdirAll(m.dir, 0o700); err != nil {
