@@ -105,7 +105,16 @@ func CleanupNode(t testing.TB, node string) {
 				t.Errorf("cleanup: %v", err)
 			}
 		}
-		for _, c := range cgroupv1.Controllers {
+		// Freezer groups (migrations) hold the same processes, killed above.
+		fz, _ := os.ReadDir(filepath.Join(cgroupv1.DefaultRoot, cgroupv1.FreezerController, parent))
+		for _, e := range fz {
+			if e.IsDir() {
+				dir := filepath.Join(cgroupv1.DefaultRoot, cgroupv1.FreezerController, parent, e.Name())
+				t.Errorf("leaked freezer cgroup %s", dir)
+				os.Remove(dir)
+			}
+		}
+		for _, c := range append(cgroupv1.Controllers, cgroupv1.FreezerController) {
 			os.Remove(filepath.Join(cgroupv1.DefaultRoot, c, parent))
 		}
 	})
