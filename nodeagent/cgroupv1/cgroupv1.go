@@ -112,6 +112,21 @@ func (g *Group) read(controller, file string) (string, error) {
 }
 
 // SetMemoryLimit writes memory.limit_in_bytes.
+// ResidentBytes is the resident memory (anonymous and swap-cache pages,
+// "total_rss" of memory.stat) of every process in the group.
+func (g *Group) ResidentBytes() (int64, error) {
+	stat, err := g.read("memory", "memory.stat")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(stat, "\n") {
+		if v, ok := strings.CutPrefix(line, "total_rss "); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("cgroup %s: no total_rss in memory.stat", g.path)
+}
+
 func (g *Group) SetMemoryLimit(bytes int64) error {
 	if bytes <= 0 {
 		return fmt.Errorf("cgroup %s: memory limit %d: want a positive number of bytes", g.path, bytes)

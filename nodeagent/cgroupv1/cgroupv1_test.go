@@ -1,7 +1,9 @@
 package cgroupv1_test
 
 import (
+	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,5 +103,40 @@ func TestGroupLifecycle(t *testing.T) {
 	}
 	if err := g.Remove(t.Context()); err != nil {
 		t.Errorf("second Remove = %v", err)
+	}
+}
+
+func TestResidentBytes(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	g, err := cgroupv1.New(cgroupv1.DefaultRoot, "baton/"+testutil.NodeName(t)+"/rss")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Create(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Remove(context.Background()) })
+	// The process joins the group before it touches 32 MiB (cgroup v1
+	// charges pages to the group that first touched them).
+	cmd := exec.Command("/usr/bin/python3", "-c",
+		"import sys,time; sys.stdin.readline(); b=bytearray(32<<20); b[::4096]=b'x'*len(b[::4096]); print('ok',flush=True); time.sleep(60)")
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if err := g.Add(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(in, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(out, make([]byte, 2)); err != nil {
+		t.Fatal(err)
+	}
+	rss, err := g.ResidentBytes()
+	if err != nil || rss < 32<<20 || rss > 256<<20 {
+		t.Fatalf("ResidentBytes = %d, %v; want about 32 MiB", rss, err)
 	}
 }

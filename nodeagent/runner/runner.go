@@ -742,7 +742,16 @@ func (r *Runner) List() []wire.WorkloadStatus {
 	defer r.mu.Unlock()
 	out := make([]wire.WorkloadStatus, 0, len(r.wls))
 	for _, id := range slices.Sorted(maps.Keys(r.wls)) {
-		out = append(out, r.wls[id].rec.Status)
+		w := r.wls[id]
+		st := w.rec.Status
+		// Resident memory, measured now: the scheduler needs it to choose a
+		// migration target that can hold the workload.
+		if st.State == wire.StateRunning || st.State == wire.StateMigrating {
+			if cg, err := r.group(w); err == nil {
+				st.RSSBytes, _ = cg.ResidentBytes()
+			}
+		}
+		out = append(out, st)
 	}
 	return out
 }
