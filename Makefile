@@ -16,7 +16,7 @@ BIN      := bin/baton
 FUZZTIME ?= 10s
 ARGS     ?=
 
-.PHONY: help deps build test run lint bench fuzz clean generate
+.PHONY: help deps build test run lint bench bench-migrate fuzz clean generate
 
 help: ## List the targets
 	@echo "Usage: make TARGET [VAR=value]"
@@ -51,6 +51,9 @@ bench: ## Placement decisions/s at 100/1,000/5,000 nodes and the server's cost p
 	@mkdir -p bin
 	go test -run '^$$' -bench . -benchmem -cpu 1 ./placement/ ./scheduler/ | tee bin/bench.txt
 	@awk -f scripts/bench-table.awk bin/bench.txt
+
+bench-migrate: ## Stop-copy migration vs plain CRIU (dump, cp, restore): frozen and total time at 64/256 MiB (BIG=1 adds 1 GiB)
+	go test -run '^$$' -bench StopCopy -benchtime 3x -timeout 15m ./migrate/criu $(if $(BIG),-args -migrate.big)
 
 fuzz: ## Run every Fuzz* target in the repo for FUZZTIME each (default 10s)
 	@dirs=$$(grep -rlE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*\(' . | grep -v '^\./\.' | xargs -r -n1 dirname | sort -u); \
