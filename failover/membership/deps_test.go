@@ -1,28 +1,12 @@
 package membership
 
 import (
-	"os/exec"
-	"strings"
 	"testing"
+
+	"github.com/batonhq/baton/internal/deptest"
 )
 
 // TestImportDirection keeps membership pure: no messaging, plugins, network,
 // processes or logging, even indirectly. It uses time only for its types:
 // every instant is passed in.
-func TestImportDirection(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", ".").Output()
-	if err != nil {
-		t.Fatalf("go list -deps: %v", err)
-	}
-	deps := strings.Fields(string(out))
-	if len(deps) < 3 {
-		t.Fatalf("go list -deps gave an unexpected answer: %q", deps)
-	}
-	for _, dep := range deps {
-		for _, bad := range []string{"github.com/nats-io/", "github.com/hashicorp/go-plugin", "net/http", "os/exec", "log/slog", "net"} {
-			if dep == bad || (strings.HasSuffix(bad, "/") && strings.HasPrefix(dep, bad)) || (bad != "net" && strings.HasPrefix(dep, bad+"/")) {
-				t.Errorf("membership depends on %s: decisions must not do I/O (go list -deps ./failover/membership shows the path)", dep)
-			}
-		}
-	}
-}
+func TestImportDirection(t *testing.T) { deptest.Forbid(t, deptest.Pure...) }
