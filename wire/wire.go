@@ -87,6 +87,10 @@ type WorkloadSpec struct {
 	Env       map[string]string `json:"env,omitempty"`
 	Workdir   string            `json:"workdir,omitempty"`
 	Resources Resources         `json:"resources"`
+	// Group is set for a resource of a resource group (see GroupRef).
+	Group *GroupRef `json:"group,omitempty"`
+	// Monitor, for a group resource, is the health check the agent runs.
+	Monitor *MonitorSpec `json:"monitor,omitempty"`
 }
 
 // WorkloadStatus is an agent's view of one of its workloads.
@@ -100,6 +104,11 @@ type WorkloadStatus struct {
 	StartedAt time.Time `json:"started_at,omitzero"`
 	Resources Resources `json:"resources"`
 	RSSBytes  int64     `json:"rss_bytes,omitempty"` // resident memory of the workload's processes
+	Group     *GroupRef `json:"group,omitempty"`
+	// MonitorFailures counts the failed health checks of this run of the
+	// workload (it starts at 0 with every start); MonitorError is the last.
+	MonitorFailures int    `json:"monitor_failures,omitempty"`
+	MonitorError    string `json:"monitor_error,omitempty"`
 }
 
 // Heartbeat is an agent's periodic report: who it is, what it measured, what
@@ -115,6 +124,15 @@ type Heartbeat struct {
 	Headroom   Headroom          `json:"headroom"`
 	Workloads  []WorkloadStatus  `json:"workloads"`
 	Features   *NodeFeatures     `json:"features,omitempty"`
+	// AliveIntervalMS is non-zero when the node also sends liveness beats
+	// (SubjectAlive) at that interval: failure detection then follows those,
+	// not this slower report.
+	AliveIntervalMS int64 `json:"alive_interval_ms,omitempty"`
+	// ProbeAddr is the host:port of the agent's probe listener.
+	ProbeAddr string `json:"probe_addr,omitempty"`
+	// SelfFenced is true while the agent holds its group resources stopped
+	// because it lost the leader or quorum.
+	SelfFenced bool `json:"self_fenced,omitempty"`
 }
 
 // Leave announces that an agent is shutting down in order.
@@ -204,10 +222,14 @@ func DecodeCommand(data []byte) (Command, error) {
 		if c.Workload == nil || c.Workload.ID == "" || len(c.Workload.Command) == 0 {
 			return Command{}, fmt.Errorf("command start: %w: needs a workload with an id and a command", ErrMalformed)
 		}
+		if err := validateMonitor(c.Workload.Monitor); err != nil {
+			return Command{}, fmt.Errorf("command start %s: %w", c.Workload.ID, err)
+		}
 	case OpStop:
 		if c.ID == "" {
 			return Command{}, fmt.Errorf("command stop: %w: needs an id", ErrMalformed)
 		}
+	case OpSelfFence:
 	case OpMigratePrepare, OpMigrateDump, OpMigrateSendImages, OpMigrateRestore, OpMigrateCommit, OpMigrateAbort:
 		if err := validateMigrationCmd(c.Op, c.Migration); err != nil {
 			return Command{}, err
