@@ -42,6 +42,13 @@ type Config struct {
 	Labels  map[string]string // sent in every heartbeat (see ParseLabels)
 
 	Interval time.Duration // heartbeat interval; default DefaultInterval
+	// AliveInterval is the interval of the liveness beats (wire.Alive), which
+	// the server's failure detection follows; default DefaultAliveInterval.
+	AliveInterval time.Duration
+	// ProbeAddr is the host:port the probe listener binds (port 0: a free
+	// one); default DefaultProbeAddr. Heartbeats report the bound address,
+	// so the host must be one the servers can reach.
+	ProbeAddr string
 	// StopWorkloadsOnExit makes Run stop every workload before it returns.
 	// Off by default: an agent restart leaves workloads running and the next
 	// agent re-adopts them.
@@ -76,8 +83,9 @@ type Agent struct {
 
 	epochs *epochGuard
 
-	features wire.NodeFeatures // detected by Run before the first heartbeat
-	migs     *migration.Manager
+	features  wire.NodeFeatures // detected by Run before the first heartbeat
+	probeAddr string            // the probe listener's address, set by Run
+	migs      *migration.Manager
 
 	mu       sync.Mutex // guards closing and inflight.Add
 	closing  bool
@@ -111,6 +119,15 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = DefaultInterval
+	}
+	if cfg.AliveInterval < 0 {
+		return nil, fmt.Errorf("nodeagent %s: negative alive interval %v", cfg.Node, cfg.AliveInterval)
+	}
+	if cfg.AliveInterval == 0 {
+		cfg.AliveInterval = DefaultAliveInterval
+	}
+	if cfg.ProbeAddr == "" {
+		cfg.ProbeAddr = DefaultProbeAddr
 	}
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = runner.DefaultStopGrace
@@ -161,6 +178,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("nodeagent %s: %w", a.cfg.Node, err)
 	}
 	defer r.Close()
+	probe, err := listenProbe(a.cfg.ProbeAddr, a.cfg.Node, a.log)
+	if err != nil {
+		return fmt.Errorf("nodeagent %s: %w", a.cfg.Node, err)
+	}
+	defer probe.Close()
+	a.probeAddr = probe.Addr()
 
 	nc := a.cfg.Conn
 	if nc == nil {
@@ -190,7 +213,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("nodeagent %s: subscribe to %s: %w", a.cfg.Node, subject, err)
 	}
-	a.log.Info("node agent running", "commands", subject, "interval", a.cfg.Interval)
+	a.log.Info("node agent running", "commands", subject, "interval", a.cfg.Interval,
+		"alive_interval", a.cfg.AliveInterval, "probe_addr", a.probeAddr)
+	beatCtx, stopBeats := context.WithCancel(ctx)
+	var beats sync.WaitGroup
+	beats.Go(func() { a.sendAlive(beatCtx, nc) })
 
 	sampler := metrics.NewSampler(a.cfg.DataDir)
 	ticker := a.clock.NewTicker(a.cfg.Interval)
@@ -206,6 +233,9 @@ beating:
 	}
 
 	a.log.Info("node agent shutting down")
+	// No liveness beat may follow the leave notice.
+	stopBeats()
+	beats.Wait()
 	if err := sub.Unsubscribe(); err != nil {
 		a.log.Warn("unsubscribing from commands", "err", err)
 	}
@@ -276,6 +306,9 @@ func (a *Agent) heartbeat(ctx context.Context, nc *nats.Conn, s *metrics.Sampler
 		Headroom:   headroom,
 		Workloads:  r.List(),
 		Features:   &a.features,
+
+		AliveIntervalMS: a.cfg.AliveInterval.Milliseconds(),
+		ProbeAddr:       a.probeAddr,
 	}
 	if err := nc.Publish(wire.SubjectHeartbeat(a.cfg.Node), wire.Encode(hb)); err != nil {
 		a.log.Warn("publishing heartbeat", "seq", seq, "err", err)
