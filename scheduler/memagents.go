@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/batonhq/baton/wire"
 )
@@ -47,7 +48,8 @@ func (m *MemoryAgents) Start(_ context.Context, node string, spec wire.WorkloadS
 		return st, nil
 	}
 	m.nextPID++
-	st := wire.WorkloadStatus{ID: spec.ID, Name: spec.Name, State: wire.StateRunning, HostPID: m.nextPID, Resources: spec.Resources}
+	st := wire.WorkloadStatus{ID: spec.ID, Name: spec.Name, State: wire.StateRunning, HostPID: m.nextPID, Resources: spec.Resources,
+		Group: spec.Group, StartedAt: time.Unix(int64(m.nextPID), 0).UTC()}
 	m.running[node][spec.ID] = st
 	return st, nil
 }
@@ -61,6 +63,29 @@ func (m *MemoryAgents) Stop(_ context.Context, node, id string) (wire.WorkloadSt
 	delete(m.running[node], id)
 	st.ID, st.State = id, wire.StateStopped
 	return st, nil
+}
+
+// SelfFence implements SelfFencer: the node's group resources stop.
+func (m *MemoryAgents) SelfFence(_ context.Context, node string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.Log = append(m.Log, "self-fence "+node)
+	for id, st := range m.running[node] {
+		if st.Group != nil {
+			delete(m.running[node], id)
+		}
+	}
+	return nil
+}
+
+// Update changes what a node "runs" as a real process would by itself
+// (exit, a failed monitor): f gets the status and returns the new one.
+func (m *MemoryAgents) Update(node, id string, f func(wire.WorkloadStatus) wire.WorkloadStatus) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if st, ok := m.running[node][id]; ok {
+		m.running[node][id] = f(st)
+	}
 }
 
 // Migrate implements MigrationAgents: it moves the workload between the

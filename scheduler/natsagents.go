@@ -50,6 +50,26 @@ func (a NATSAgents) Stop(ctx context.Context, node, id string) (wire.WorkloadSta
 	return a.request(ctx, node, wire.Command{Op: wire.OpStop, ID: id})
 }
 
+// SelfFence implements SelfFencer.
+func (a NATSAgents) SelfFence(ctx context.Context, node string) error {
+	c := wire.Command{V: wire.Version, Op: wire.OpSelfFence}
+	if a.Epoch != nil {
+		c.Epoch = a.Epoch()
+	}
+	msg, err := a.NC.RequestWithContext(ctx, wire.SubjectCommand(node), wire.Encode(c))
+	if err != nil {
+		return fmt.Errorf("self-fence to node %s: %w", node, err)
+	}
+	reply, err := wire.DecodeCommandReply(msg.Data)
+	if err != nil {
+		return fmt.Errorf("self-fence to node %s: %w", node, err)
+	}
+	if reply.Error != "" {
+		return fmt.Errorf("%w: node %s: self-fence: %s", ErrAgent, node, reply.Error)
+	}
+	return nil
+}
+
 // Migrate implements MigrationAgents.
 func (a NATSAgents) Migrate(ctx context.Context, node, op string, cmd wire.MigrationCmd) (wire.MigrationReply, error) {
 	c := wire.Command{V: wire.Version, Op: op, Migration: &cmd}
@@ -73,13 +93,32 @@ func (a NATSAgents) Migrate(ctx context.Context, node, op string, cmd wire.Migra
 	return *reply.Migration, nil
 }
 
-// Run consumes heartbeats and leave notices from nc and applies membership
-// timeouts every tick until ctx ends. Malformed messages are logged and
-// dropped.
+// Run consumes heartbeats, liveness beats and leave notices from nc, applies
+// membership timeouts every tick, and publishes the leader's beacon every
+// BeaconInterval while this server leads, until ctx ends. Malformed messages
+// are logged and dropped.
 func (s *Server) Run(ctx context.Context, nc *nats.Conn, tick time.Duration) error {
 	if tick <= 0 {
-		tick = 250 * time.Millisecond
+		// Failure detection on evidence needs a step at least every 50 ms
+		// (membership.FailoverConfig).
+		tick = 50 * time.Millisecond
 	}
+	// Liveness beats go straight to the membership table on NATS's own
+	// goroutine: they are tiny, and must not queue behind slow heartbeats.
+	aliveSub, err := nc.Subscribe(wire.AliveWildcard, func(m *nats.Msg) {
+		a, err := wire.DecodeAlive(m.Data)
+		if err != nil || wire.SubjectAlive(a.Node) != m.Subject {
+			s.log.Warn("dropping malformed liveness beat", "subject", m.Subject, "err", err, "bytes", len(m.Data))
+			return
+		}
+		s.HandleAlive(a)
+	})
+	if err != nil {
+		return fmt.Errorf("scheduler: subscribing to liveness beats: %w", err)
+	}
+	defer func() { _ = aliveSub.Unsubscribe() }()
+	beacon := time.NewTicker(BeaconInterval)
+	defer beacon.Stop()
 	// Heartbeats are handled one at a time, in arrival order, on a
 	// goroutine of ours rather than NATS's, so a slow store write slows
 	// only heartbeat handling, never the connection.
@@ -114,6 +153,12 @@ func (s *Server) Run(ctx context.Context, nc *nats.Conn, tick time.Duration) err
 			}
 		case <-ticker.C:
 			s.Tick()
+		case <-beacon.C:
+			if b, ok := s.Beacon(); ok {
+				if err := nc.Publish(wire.SubjectBeacon, wire.Encode(b)); err != nil {
+					s.log.Warn("publishing the leader beacon", "err", err)
+				}
+			}
 		case m := <-msgs:
 			s.handleMessage(ctx, m)
 		}

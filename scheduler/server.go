@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/batonhq/baton/failover/groups"
 	"github.com/batonhq/baton/failover/membership"
 	"github.com/batonhq/baton/placement"
 	"github.com/batonhq/baton/scheduler/store"
@@ -48,6 +49,10 @@ type Config struct {
 	// once SetLeadership says it leads (several servers share a lease). By
 	// default a server leads from the start, with epoch 0.
 	AwaitLeadership bool
+	// Name is this server's name, sent in its beacon while it leads.
+	Name string
+	// HA configures failover: resource groups, quorum, fencing, probes.
+	HA HAConfig
 }
 
 // NodeView is a node as the API shows it.
@@ -87,6 +92,8 @@ type Server struct {
 
 	migrations     map[string]*migrationRun
 	migrationOrder []string // migration ids, oldest first
+
+	ha haState // failover (ha.go)
 }
 
 // New returns a server; call Load before serving.
@@ -114,6 +121,7 @@ func New(cfg Config) *Server {
 		inflight:  map[string]bool{},
 
 		migrations: map[string]*migrationRun{},
+		ha:         newHAState(),
 	}
 }
 
@@ -134,6 +142,22 @@ func (s *Server) Load(ctx context.Context) error {
 	return nil
 }
 
+// Start takes up the lead for a server that leads from the start (not
+// AwaitLeadership): it loads the desired state and the failover state.
+func (s *Server) Start(ctx context.Context) error {
+	if err := s.Load(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	var acts []groups.Action
+	if s.leader && s.ha.engine == nil {
+		acts = s.becomeLeaderHALocked(ctx)
+	}
+	s.mu.Unlock()
+	s.dispatch(acts)
+	return nil
+}
+
 // SetLeadership tells the server whether it leads (and with which epoch) or
 // who does. A new leader reloads the desired state before it acts.
 func (s *Server) SetLeadership(ctx context.Context, leader bool, epoch uint64, holder string) error {
@@ -143,8 +167,20 @@ func (s *Server) SetLeadership(ctx context.Context, leader bool, epoch uint64, h
 		}
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	gained := leader && (!s.leader || s.epoch != epoch || s.ha.engine == nil)
 	s.leader, s.epoch, s.leaderName = leader, epoch, holder
+	var acts []groups.Action
+	switch {
+	case gained:
+		acts = s.becomeLeaderHALocked(ctx)
+	case !leader && s.ha.engine != nil:
+		// A follower decides nothing: the next leader restores what this
+		// one persisted.
+		s.ha.engine = nil
+		s.logEventLocked(Event{Kind: "leader", Detail: "lost the lead to " + holder})
+	}
+	s.mu.Unlock()
+	s.dispatch(acts)
 	return nil
 }
 
@@ -180,16 +216,21 @@ func (s *Server) notLeaderLocked() error {
 func (s *Server) HandleHeartbeat(ctx context.Context, hb wire.Heartbeat) {
 	now := s.cfg.Clock.Now()
 	s.mu.Lock()
-	for _, t := range s.members.Heartbeat(hb.Node, time.Duration(hb.IntervalMS)*time.Millisecond, now) {
-		s.log.Info("node state", "node", t.Node, "from", t.From, "to", t.To, "reason", t.Reason)
+	var groupActs []groups.Action
+	if _, known := s.members.Get(hb.Node); hb.AliveIntervalMS == 0 || !known {
+		// Nodes that send liveness beats are followed by those; this
+		// slower report only introduces them.
+		groupActs = s.transitionsLocked(s.members.Heartbeat(hb.Node, time.Duration(hb.IntervalMS)*time.Millisecond, now))
 	}
 	s.reports[hb.Node] = nodeReport{hb: hb}
 	if !s.leader {
 		s.mu.Unlock()
 		return // followers keep their node table warm but never act
 	}
+	more, orphans := s.groupReportsLocked(hb)
+	groupActs = append(groupActs, more...)
 	m, _ := s.members.Get(hb.Node)
-	updates, actions := reconcile(hb.Node, m.State == membership.Running, hb.Workloads, s.relevantLocked(hb))
+	updates, actions := reconcile(hb.Node, m.State == membership.Running, plainWorkloads(hb.Workloads), s.relevantLocked(hb))
 	for _, u := range updates {
 		u.UpdatedAt = now
 		s.saveLocked(ctx, u)
@@ -210,24 +251,71 @@ func (s *Server) HandleHeartbeat(ctx context.Context, hb wire.Heartbeat) {
 	for _, a := range todo {
 		go s.carryOut(a)
 	}
+	s.dispatch(groupActs)
+	if len(orphans) > 0 {
+		go s.stopOrphans(hb.Node, orphans)
+	}
+}
+
+// plainWorkloads drops the resources of resource groups from a report: the
+// group engine, not the workload reconciler, owns those.
+func plainWorkloads(ws []wire.WorkloadStatus) []wire.WorkloadStatus {
+	out := make([]wire.WorkloadStatus, 0, len(ws))
+	for _, w := range ws {
+		if w.Group == nil {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// HandleAlive records a liveness beat.
+func (s *Server) HandleAlive(a wire.Alive) {
+	s.mu.Lock()
+	acts := s.transitionsLocked(s.members.Heartbeat(a.Node, time.Duration(a.IntervalMS)*time.Millisecond, s.cfg.Clock.Now()))
+	s.mu.Unlock()
+	s.dispatch(acts)
 }
 
 // HandleLeave records an orderly leave.
 func (s *Server) HandleLeave(l wire.Leave) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, t := range s.members.Leave(l.Node, s.cfg.Clock.Now()) {
-		s.log.Info("node state", "node", t.Node, "from", t.From, "to", t.To, "reason", t.Reason)
-	}
+	acts := s.transitionsLocked(s.members.Leave(l.Node, s.cfg.Clock.Now()))
+	s.mu.Unlock()
+	s.dispatch(acts)
 }
 
-// Tick applies the membership timeouts.
+// Tick applies the membership timeouts, sends the probes they ask for, and
+// lets the group engine act on its deadlines (fence retries, self-fence
+// deadlines) and the witness's grant.
 func (s *Server) Tick() {
+	now := s.cfg.Clock.Now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, t := range s.members.Tick(s.cfg.Clock.Now()) {
-		s.log.Warn("node state", "node", t.Node, "from", t.From, "to", t.To, "reason", t.Reason)
+	up := s.members.Step(now)
+	acts := s.transitionsLocked(up.Transitions)
+	acts = append(acts, s.quorumChangedLocked(now)...)
+	if s.ha.engine != nil {
+		if d, ok := s.ha.engine.NextDeadline(); ok && !now.Before(d) {
+			acts = append(acts, s.handleLocked(groups.Event{Kind: groups.Tick, At: now})...)
+		}
 	}
+	type probe struct {
+		p    membership.Probe
+		addr string
+	}
+	var probes []probe
+	for _, p := range up.Probes {
+		if s.ha.probing[p.Node] {
+			continue
+		}
+		s.ha.probing[p.Node] = true
+		probes = append(probes, probe{p, s.reports[p.Node].hb.ProbeAddr})
+	}
+	s.mu.Unlock()
+	for _, p := range probes {
+		go s.probe(p.p, p.addr)
+	}
+	s.dispatch(acts)
 }
 
 // carryOut sends one reconcile command and records its outcome.

@@ -173,6 +173,16 @@ func (t *Tracker) Status() Status {
 	return st
 }
 
+// AllSeen says whether the wait-for-all condition has been met, for an
+// adapter to persist so that a new leader does not wait for all again.
+func (t *Tracker) AllSeen() bool { return t.allSeen }
+
+// MarkAllSeen restores a persisted AllSeen.
+func (t *Tracker) MarkAllSeen() Status {
+	t.allSeen = true
+	return t.Status()
+}
+
 // Nodes returns every known node sorted by name.
 func (t *Tracker) Nodes() []Node {
 	out := make([]Node, 0, len(t.nodes))
