@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/batonhq/baton/placement"
 	"github.com/batonhq/baton/scheduler"
@@ -39,6 +40,41 @@ type Cluster interface {
 	StartMigration(ctx context.Context, idOrName string, req scheduler.MigrationRequest) (scheduler.MigrationView, error)
 	Migrations() []scheduler.MigrationView
 	Migration(id string) (scheduler.MigrationView, error)
+
+	CreateGroup(ctx context.Context, req scheduler.GroupRequest) (scheduler.GroupView, error)
+	DeleteGroup(ctx context.Context, name string) (scheduler.GroupView, error)
+	MoveGroup(ctx context.Context, name, node string) (scheduler.GroupView, error)
+	ResetGroupFailures(ctx context.Context, name, node string) (scheduler.GroupView, error)
+	Groups() ([]scheduler.GroupView, error)
+	Group(name string) (scheduler.GroupView, error)
+	FenceNode(ctx context.Context, node string, confirmOff bool) error
+	SetVotes(ctx context.Context, node string, votes int) (scheduler.QuorumView, error)
+	Quorum() (scheduler.QuorumView, error)
+	Events(since time.Time) []scheduler.Event
+}
+
+// NodeRequest is the body of POST /v1/groups/{name}/move and
+// POST /v1/groups/{name}/reset: a node ("" for none or every node).
+type NodeRequest struct {
+	Node string `json:"node"`
+}
+
+// FenceRequest is the body of POST /v1/nodes/{name}/fence.
+type FenceRequest struct {
+	// ConfirmOff vouches that the node is already off (powered down by
+	// hand) instead of fencing it through its devices.
+	ConfirmOff bool `json:"confirm_off"`
+}
+
+// VotesRequest is the body of PUT /v1/nodes/{name}/votes.
+type VotesRequest struct {
+	Votes *int `json:"votes"`
+}
+
+// FenceAccepted is the answer to POST /v1/nodes/{name}/fence.
+type FenceAccepted struct {
+	Node    string `json:"node"`
+	Message string `json:"message"`
 }
 
 // Error is the body of every error response.
@@ -114,6 +150,14 @@ func Handler(c Cluster, log *slog.Logger) http.Handler {
 	route("/v1/migrations", map[string]http.HandlerFunc{"GET": a.listMigrations})
 	route("/v1/migrations/{id}", map[string]http.HandlerFunc{"GET": a.getMigration})
 	route("/v1/plan", map[string]http.HandlerFunc{"POST": a.plan})
+	route("/v1/groups", map[string]http.HandlerFunc{"GET": a.listGroups, "POST": a.createGroup})
+	route("/v1/groups/{name}", map[string]http.HandlerFunc{"GET": a.getGroup, "DELETE": a.deleteGroup})
+	route("/v1/groups/{name}/move", map[string]http.HandlerFunc{"POST": a.moveGroup})
+	route("/v1/groups/{name}/reset", map[string]http.HandlerFunc{"POST": a.resetGroup})
+	route("/v1/nodes/{name}/fence", map[string]http.HandlerFunc{"POST": a.fenceNode})
+	route("/v1/nodes/{name}/votes", map[string]http.HandlerFunc{"PUT": a.setVotes})
+	route("/v1/quorum", map[string]http.HandlerFunc{"GET": a.quorum})
+	route("/v1/events", map[string]http.HandlerFunc{"GET": a.events})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint %s %s; see GET /v1/openapi.json", r.Method, r.URL.Path))
 	})
@@ -240,6 +284,134 @@ func (a *api) plan(w http.ResponseWriter, r *http.Request) {
 		res.Rejections = append(res.Rejections, Rejection{Filter: rj.Filter, Count: rj.Count, Nodes: rj.Nodes, Reason: rj.Reason})
 	}
 	a.reply(w, http.StatusOK, res)
+}
+
+func (a *api) listGroups(w http.ResponseWriter, _ *http.Request) {
+	gs, err := a.c.Groups()
+	if err != nil {
+		a.error(w, err)
+		return
+	}
+	a.reply(w, http.StatusOK, map[string]any{"groups": gs})
+}
+
+func (a *api) createGroup(w http.ResponseWriter, r *http.Request) {
+	var req scheduler.GroupRequest
+	if err := decodeStrict(http.MaxBytesReader(w, r.Body, maxBody), &req, false); err != nil {
+		a.error(w, err)
+		return
+	}
+	g, err := a.c.CreateGroup(r.Context(), req)
+	if err != nil {
+		a.error(w, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/groups/"+g.Name)
+	a.reply(w, http.StatusCreated, g)
+}
+
+func (a *api) getGroup(w http.ResponseWriter, r *http.Request) {
+	g, err := a.c.Group(r.PathValue("name"))
+	if err != nil {
+		a.error(w, err)
+		return
+	}
+	a.reply(w, http.StatusOK, g)
+}
+
+func (a *api) deleteGroup(w http.ResponseWriter, r *http.Request) {
+	g, err := a.c.DeleteGroup(r.Context(), r.PathValue("name"))
+	if err != nil {
+		a.error(w, err)
+		return
+	}
+	a.reply(w, http.StatusAccepted, g)
+}
+
+func (a *api) moveGroup(w http.ResponseWriter, r *http.Request) {
+	var req NodeRequest
+	if err := decodeStrict(http.MaxBytesReader(w, r.Body, maxBody), &req, true); err != nil {
+		a.error(w, err)
+		return
+	}
+	g, err := a.c.MoveGroup(r.Context(), r.PathValue("name"), req.Node)
+	if err != nil {
+		a.error(w, err)
+		return
+	}
+	a.reply(w, http.StatusAccepted, g)
+}
+
+func (a *api) resetGroup(w http.ResponseWriter, r *http.Request) {
+	var req NodeRequest
+	if err := decodeStrict(http.MaxBytesReader(w, r.Body, maxBody), &req, true); err != nil {
+		a.error(w, err)
+		return
+	}
+	g, err := a.c.ResetGroupFailures(r.Context(), r.PathValue("name"), req.Node)
+	if err != nil {
+		a.error(w, err)
+		return
+	}
+	a.reply(w, http.StatusOK, g)
+}
+
+func (a *api) fenceNode(w http.ResponseWriter, r *http.Request) {
+	var req FenceRequest
+	if err := decodeStrict(http.MaxBytesReader(w, r.Body, maxBody), &req, true); err != nil {
+		a.error(w, err)
+		return
+	}
+	node := r.PathValue("name")
+	if err := a.c.FenceNode(r.Context(), node, req.ConfirmOff); err != nil {
+		a.error(w, err)
+		return
+	}
+	msg := "fencing " + node + " through its fence levels; follow GET /v1/events"
+	if req.ConfirmOff {
+		msg = node + " recorded as off; its groups recover elsewhere"
+	}
+	a.reply(w, http.StatusAccepted, FenceAccepted{Node: node, Message: msg})
+}
+
+func (a *api) setVotes(w http.ResponseWriter, r *http.Request) {
+	var req VotesRequest
+	if err := decodeStrict(http.MaxBytesReader(w, r.Body, maxBody), &req, false); err != nil {
+		a.error(w, err)
+		return
+	}
+	if req.Votes == nil {
+		a.error(w, fmt.Errorf(`%w: "votes" is required, e.g. {"votes":2}`, scheduler.ErrInvalid))
+		return
+	}
+	q, err := a.c.SetVotes(r.Context(), r.PathValue("name"), *req.Votes)
+	if err != nil {
+		a.error(w, err)
+		return
+	}
+	a.reply(w, http.StatusOK, q)
+}
+
+func (a *api) quorum(w http.ResponseWriter, _ *http.Request) {
+	q, err := a.c.Quorum()
+	if err != nil {
+		a.error(w, err)
+		return
+	}
+	a.reply(w, http.StatusOK, q)
+}
+
+func (a *api) events(w http.ResponseWriter, r *http.Request) {
+	var since time.Time
+	if v := r.URL.Query().Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			a.error(w, fmt.Errorf("%w: since %q is not an RFC 3339 time like 2026-01-02T15:04:05Z", scheduler.ErrInvalid, v))
+			return
+		}
+		since = t
+	}
+	a.reply(w, http.StatusOK, map[string]any{"events": a.c.Events(since)})
 }
 
 // DecodeWorkloadRequest reads one JSON workload request, rejecting unknown

@@ -211,8 +211,8 @@ func newHarness(t testing.TB, nodes ...nodeSpec) *harness {
 	t.Helper()
 	h := &harness{t: t, store: &failingStore{Memory: store.NewMemory()}, agents: newAgentTwin(), nodes: map[string]nodeSpec{}}
 	h.srv = scheduler.New(scheduler.Config{Store: h.store, Agents: h.agents, Clock: fixedClock{epoch}})
-	if err := h.srv.Load(context.Background()); err != nil {
-		t.Fatalf("Load: %v", err)
+	if err := h.srv.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
 	}
 	h.h = httpapi.Handler(h.srv, nil)
 	for _, n := range nodes {
