@@ -28,6 +28,8 @@ var commands = []command{
 	{"dev", "run a local cluster: a server plus N agents as separate processes", runDev},
 	{"status", "show nodes with their headroom, workloads with their state, and migrations", runStatus},
 	{"migrate", "move a running workload to another node, alive (CRIU)", runMigrate},
+	{"group", "manage resource groups: create, list, show, delete, move, reset", runGroup},
+	{"node", "operate on a node: fence, votes", runNode},
 	{"version", "print Baton's version", runVersion},
 }
 

@@ -15,6 +15,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/batonhq/baton/failover/groups"
+	"github.com/batonhq/baton/failover/membership"
+	"github.com/batonhq/baton/failover/quorum"
 	"github.com/batonhq/baton/natsbus"
 	"github.com/batonhq/baton/placement"
 	"github.com/batonhq/baton/scheduler"
@@ -33,6 +36,10 @@ type serverConfig struct {
 	Strategy   string
 	Name       string        // this server's name in the leadership lease
 	LeaseTTL   time.Duration // how long a dead leader's lease outlives it
+
+	// Failover.
+	ExpectedVotes int  // the full cluster's node votes; 0: the nodes seen
+	WaitForAll    bool // a fresh cluster waits until every expected vote was live once
 }
 
 func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -50,6 +57,8 @@ replicated JetStream in production).`, stderr)
 	host, _ := os.Hostname()
 	fs.StringVar(&cfg.Name, "name", host, "this server's name; with several servers one leads (see GET /v1/health)")
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "leadership lease TTL: a dead leader is replaced within this time")
+	fs.IntVar(&cfg.ExpectedVotes, "expected-votes", 0, "node votes of the whole cluster for quorum (0: the votes of every node ever seen)")
+	fs.BoolVar(&cfg.WaitForAll, "wait-for-all", false, "on first start, stay inquorate until every expected vote has been live at once")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -99,10 +108,28 @@ func serve(ctx context.Context, cfg serverConfig, log *slog.Logger, ready func(a
 	if err != nil {
 		return err
 	}
+	stateCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	haState, err := store.OpenKVState(stateCtx, nc, cfg.KVReplicas)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if cfg.ExpectedVotes < 0 {
+		return fmt.Errorf("--expected-votes %d: give 0 (the nodes seen) or more", cfg.ExpectedVotes)
+	}
+	ha := scheduler.HAConfig{
+		Groups: groups.DefaultConfig(), State: haState, Prober: scheduler.TCPProber{},
+		Quorum: quorum.Config{ExpectedVotes: cfg.ExpectedVotes, WaitForAll: cfg.WaitForAll},
+	}
+	// Recovery without a confirmed fence would be sound only if an agent
+	// that dies took its workloads with it; it does not (workloads outlive
+	// their agent by design), so only a fence makes a down node safe.
+	ha.Groups.SelfFenceWait = 0
 	var srv *scheduler.Server
 	srv = scheduler.New(scheduler.Config{
 		Store: kv, Agents: scheduler.NATSAgents{NC: nc, Epoch: func() uint64 { return srv.Epoch() }}, Logger: log,
 		DefaultStrategy: placement.Strategy(cfg.Strategy), AwaitLeadership: true,
+		Membership: membership.FailoverConfig(), Name: cfg.Name, HA: ha,
 	})
 	if err := srv.Load(ctx); err != nil {
 		return err

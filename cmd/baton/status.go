@@ -25,7 +25,8 @@ func defaultAPI() string {
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("status", "[--api URL]", `Show the cluster like crm_mon: every node with its state and headroom bars,
-every workload with its node and state.`, stderr)
+every workload with its node and state, migrations, the quorum with each
+node's votes, and the resource groups with where they run and why.`, stderr)
 	api := fs.String("api", defaultAPI(), "URL of the REST API (or set BATON_API)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -63,6 +64,24 @@ every workload with its node and state.`, stderr)
 	}
 	renderStatus(stdout, c.base, leadership, time.Now(), nodes.Nodes, workloads.Workloads)
 	renderMigrations(stdout, migrations.Migrations)
+	if !health.Leader {
+		fmt.Fprintln(stdout, "\nGroups and quorum: ask the leader's API.")
+		return nil
+	}
+	var q scheduler.QuorumView
+	var groups struct {
+		Groups []scheduler.GroupView `json:"groups"`
+	}
+	if err := c.get(ctx, "/v1/quorum", &q); err != nil {
+		return err
+	}
+	if err := c.get(ctx, "/v1/groups", &groups); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout)
+	renderQuorum(stdout, q)
+	fmt.Fprintln(stdout)
+	renderGroups(stdout, groups.Groups)
 	return nil
 }
 
