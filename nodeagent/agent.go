@@ -49,6 +49,11 @@ type Config struct {
 	// one); default DefaultProbeAddr. Heartbeats report the bound address,
 	// so the host must be one the servers can reach.
 	ProbeAddr string
+	// SelfFenceAfter is how long the agent runs group resources without
+	// hearing a quorate leader beacon before it kills them; default
+	// DefaultSelfFenceAfter (see there why it must outlast a leader
+	// handover).
+	SelfFenceAfter time.Duration
 	// StopWorkloadsOnExit makes Run stop every workload before it returns.
 	// Off by default: an agent restart leaves workloads running and the next
 	// agent re-adopts them.
@@ -83,8 +88,15 @@ type Agent struct {
 
 	epochs *epochGuard
 
-	features  wire.NodeFeatures // detected by Run before the first heartbeat
-	probeAddr string            // the probe listener's address, set by Run
+	features wire.NodeFeatures // detected by Run before the first heartbeat
+	// capacity and headroom are the last measurement; only the heartbeat
+	// loop uses them.
+	capacity  wire.Capacity
+	headroom  wire.Headroom
+	probeAddr string // the probe listener's address, set by Run
+	fence     *selfFence
+	mons      *monitors     // set by Run
+	kick      chan struct{} // a heartbeat is wanted now (see kickHeartbeat)
 	migs      *migration.Manager
 
 	mu       sync.Mutex // guards closing and inflight.Add
@@ -129,6 +141,12 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.ProbeAddr == "" {
 		cfg.ProbeAddr = DefaultProbeAddr
 	}
+	if cfg.SelfFenceAfter < 0 {
+		return nil, fmt.Errorf("nodeagent %s: negative self-fence delay %v", cfg.Node, cfg.SelfFenceAfter)
+	}
+	if cfg.SelfFenceAfter == 0 {
+		cfg.SelfFenceAfter = DefaultSelfFenceAfter
+	}
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = runner.DefaultStopGrace
 	}
@@ -147,6 +165,8 @@ func New(cfg Config) (*Agent, error) {
 		// A stop may take the whole grace period, then killing and cgroup
 		// removal; a start is quick unless the machine is very busy.
 		cmdTimeout: cfg.StopGrace + 30*time.Second,
+		fence:      newSelfFence(cfg.SelfFenceAfter),
+		kick:       make(chan struct{}, 1),
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -173,6 +193,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Node:      a.cfg.Node,
 		Logger:    a.log,
 		StopGrace: a.cfg.StopGrace,
+		OnExit:    a.onExit,
 	})
 	if err != nil {
 		return fmt.Errorf("nodeagent %s: %w", a.cfg.Node, err)
@@ -215,18 +236,24 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("node agent running", "commands", subject, "interval", a.cfg.Interval,
 		"alive_interval", a.cfg.AliveInterval, "probe_addr", a.probeAddr)
-	beatCtx, stopBeats := context.WithCancel(ctx)
-	var beats sync.WaitGroup
-	beats.Go(func() { a.sendAlive(beatCtx, nc) })
+	stopHA, err := a.startHA(ctx, nc, r)
+	if err != nil {
+		sub.Unsubscribe()
+		return err
+	}
 
 	sampler := metrics.NewSampler(a.cfg.DataDir)
 	ticker := a.clock.NewTicker(a.cfg.Interval)
 	defer ticker.Stop()
+	measure := true
 beating:
 	for seq := uint64(1); ; seq++ {
-		a.heartbeat(ctx, nc, sampler, r, seq)
+		a.heartbeat(ctx, nc, sampler, r, seq, measure)
 		select {
 		case <-ticker.C():
+			measure = true
+		case <-a.kick:
+			measure = false
 		case <-ctx.Done():
 			break beating
 		}
@@ -234,8 +261,7 @@ beating:
 
 	a.log.Info("node agent shutting down")
 	// No liveness beat may follow the leave notice.
-	stopBeats()
-	beats.Wait()
+	stopHA()
 	if err := sub.Unsubscribe(); err != nil {
 		a.log.Warn("unsubscribing from commands", "err", err)
 	}
@@ -290,11 +316,18 @@ func (a *Agent) connect() (*nats.Conn, error) {
 	return nc, nil
 }
 
-func (a *Agent) heartbeat(ctx context.Context, nc *nats.Conn, s *metrics.Sampler, r *runner.Runner, seq uint64) {
-	capacity, headroom, err := s.Sample(ctx)
-	if err != nil && ctx.Err() == nil {
-		a.log.Warn("measuring headroom", "err", err)
+// heartbeat publishes a full report. It measures the machine only if
+// measure; a heartbeat sent early (kickHeartbeat) repeats the last
+// measurement, whose CPU figure needs a whole interval to mean something.
+func (a *Agent) heartbeat(ctx context.Context, nc *nats.Conn, s *metrics.Sampler, r *runner.Runner, seq uint64, measure bool) {
+	if measure {
+		var err error
+		a.capacity, a.headroom, err = s.Sample(ctx)
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("measuring headroom", "err", err)
+		}
 	}
+	a.mons.sync(r.GroupResources())
 	hb := wire.Heartbeat{
 		V:          wire.Version,
 		Node:       a.cfg.Node,
@@ -302,13 +335,14 @@ func (a *Agent) heartbeat(ctx context.Context, nc *nats.Conn, s *metrics.Sampler
 		SentAt:     a.clock.Now().UTC(),
 		IntervalMS: a.cfg.Interval.Milliseconds(),
 		Labels:     a.cfg.Labels,
-		Capacity:   capacity,
-		Headroom:   headroom,
+		Capacity:   a.capacity,
+		Headroom:   a.headroom,
 		Workloads:  r.List(),
 		Features:   &a.features,
 
 		AliveIntervalMS: a.cfg.AliveInterval.Milliseconds(),
 		ProbeAddr:       a.probeAddr,
+		SelfFenced:      a.fence.isFenced(),
 	}
 	if err := nc.Publish(wire.SubjectHeartbeat(a.cfg.Node), wire.Encode(hb)); err != nil {
 		a.log.Warn("publishing heartbeat", "seq", seq, "err", err)
@@ -362,12 +396,22 @@ func (a *Agent) handle(ctx context.Context, r *runner.Runner, m *nats.Msg) {
 		a.respond(m, reply)
 		return
 	}
+	if cmd.Op == wire.OpSelfFence {
+		a.selfFenceOrdered(cctx, r, cmd.Epoch)
+		a.respond(m, wire.CommandReply{V: wire.Version})
+		return
+	}
 	var st wire.WorkloadStatus
-	switch cmd.Op {
-	case wire.OpStart:
+	switch {
+	case cmd.Op == wire.OpStart && cmd.Workload.Group != nil:
+		st, err = a.startGroupResource(cctx, r, *cmd.Workload)
+	case cmd.Op == wire.OpStart:
 		st, err = r.Start(cctx, *cmd.Workload)
-	case wire.OpStop:
+	case cmd.Op == wire.OpStop:
 		st, err = r.Stop(cctx, cmd.ID)
+		if st.Group != nil {
+			a.kickHeartbeat() // the group engine waits for this stop
+		}
 	}
 	reply := wire.CommandReply{V: wire.Version, Status: &st}
 	if err != nil {

@@ -81,4 +81,3 @@ func TestProbeListenerBadAddr(t *testing.T) {
 		t.Errorf("error %q does not say what to do (%s)", err, want)
 	}
 }
-

@@ -23,6 +23,8 @@ re-adopts them from the state in --data-dir.`, stderr)
 	labels := fs.String("labels", "", "labels for placement constraints, e.g. zone=a,disk=ssd")
 	fs.DurationVar(&cfg.Interval, "interval", time.Second, "heartbeat interval")
 	fs.DurationVar(&cfg.AliveInterval, "alive-interval", nodeagent.DefaultAliveInterval, "interval of the small liveness beats that the servers' failure detection follows")
+	fs.DurationVar(&cfg.SelfFenceAfter, "self-fence-after", nodeagent.DefaultSelfFenceAfter, "kill this node's group resources (plain workloads stay) after this long without a beacon from a quorate leader; "+
+		"must outlast a leader handover (about the servers' --lease-ttl), and the servers must not restart this node's groups unfenced before it has passed")
 	fs.StringVar(&cfg.ProbeAddr, "probe-addr", nodeagent.DefaultProbeAddr, "host:port of the probe listener (port 0: a free one) that servers connect to before declaring this node down; use an address they can reach")
 	fs.StringVar(&cfg.MigrateAddr, "migrate-addr", nodeagent.DefaultMigrateAddr, "address of this node that live migrations' CRIU page servers listen on (a free port each); other nodes must reach it")
 	fs.StringVar(&cfg.CRIUPath, "criu", "", "the criu binary (default: criu on PATH; make deps installs 4.x in /usr/local/sbin)")

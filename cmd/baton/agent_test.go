@@ -12,7 +12,7 @@ func TestAgentHAFlags(t *testing.T) {
 	if code := run([]string{"agent", "--help"}, &out, &out); code != 0 {
 		t.Fatalf("baton agent --help exited %d", code)
 	}
-	for _, want := range []string{"-alive-interval", "(default 250ms)", "-probe-addr", `(default "127.0.0.1:0")`} {
+	for _, want := range []string{"-alive-interval", "(default 250ms)", "-probe-addr", `(default "127.0.0.1:0")`, "-self-fence-after", "(default 6s)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("baton agent --help does not show %q:\n%s", want, out.String())
 		}

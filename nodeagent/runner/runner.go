@@ -62,6 +62,9 @@ type Config struct {
 	CgroupParent string
 	Logger       *slog.Logger  // default: discard
 	StopGrace    time.Duration // default DefaultStopGrace
+	// OnExit, if set, is called with a workload's final status when its
+	// process exits (not when the Runner closes). It must not block.
+	OnExit func(wire.WorkloadStatus)
 }
 
 // Runner runs the workloads of kind process on one node. Its methods are safe
@@ -94,6 +97,9 @@ type workload struct {
 	child    bool
 	exited   chan struct{}
 	stopping chan struct{} // non-nil while a Stop runs; closed when it ends
+	// killReason, set by Kill before it kills, goes in front of the exit's
+	// error.
+	killReason string
 }
 
 var idRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
@@ -477,6 +483,7 @@ func (r *Runner) launch(ctx context.Context, spec wire.WorkloadSpec) (_ *workloa
 				HostPID:   pid,
 				StartedAt: time.Now().UTC(),
 				Resources: spec.Resources,
+				Group:     spec.Group,
 			},
 			StartTicks: ps.startTicks,
 			Cgroup:     cg.Path(),
@@ -531,6 +538,13 @@ func (r *Runner) watch(w *workload) {
 	}
 	res := reap(w.pidfd)
 	r.recordExit(w, res)
+	if r.cfg.OnExit != nil {
+		r.mu.Lock()
+		st := w.rec.Status
+		st.Group = w.rec.Spec.Group
+		r.mu.Unlock()
+		r.cfg.OnExit(st)
+	}
 }
 
 func (r *Runner) recordExit(w *workload, res exitResult) {
@@ -557,6 +571,9 @@ func (r *Runner) recordExit(w *workload, res exitResult) {
 		st.State = wire.StateFailed
 		st.ExitCode = &res.code
 		st.Error = fmt.Sprintf("exited with status %d", res.code)
+	}
+	if w.killReason != "" && !w.rec.Handoff {
+		st.Error = w.killReason + " (" + st.Error + ")"
 	}
 	close(w.exited)
 	r.log.Info("workload exited", "id", w.rec.Spec.ID, "pid", st.HostPID, "state", st.State, "error", st.Error)
@@ -744,6 +761,7 @@ func (r *Runner) List() []wire.WorkloadStatus {
 	for _, id := range slices.Sorted(maps.Keys(r.wls)) {
 		w := r.wls[id]
 		st := w.rec.Status
+		st.Group = w.rec.Spec.Group
 		// Resident memory, measured now: the scheduler needs it to choose a
 		// migration target that can hold the workload.
 		if st.State == wire.StateRunning || st.State == wire.StateMigrating {
