@@ -16,7 +16,7 @@ BIN      := bin/baton
 FUZZTIME ?= 10s
 ARGS     ?=
 
-.PHONY: help deps build test run lint bench bench-migrate fuzz clean generate
+.PHONY: help deps build test run lint bench bench-migrate bench-failover bench-failover-load fuzz clean generate
 
 help: ## List the targets
 	@echo "Usage: make TARGET [VAR=value]"
@@ -54,6 +54,14 @@ bench: ## Placement decisions/s at 100/1,000/5,000 nodes and the server's cost p
 
 bench-migrate: ## Stop-copy migration vs plain CRIU (dump, cp, restore): frozen and total time at 64/256 MiB (BIG=1 adds 1 GiB)
 	go test -run '^$$' -bench StopCopy -benchtime 3x -timeout 15m ./migrate/criu $(if $(BIG),-args -migrate.big)
+
+bench-failover: export BATON_BIN := $(CURDIR)/$(BIN)
+bench-failover: build ## Node killed → its group running elsewhere: p50/p99 over RUNS (default 20), probe detection vs heartbeat timeout
+	BATON_FAILOVER_RUNS=$(or $(RUNS),20) go test -run '^$$' -bench '^BenchmarkFailover$$' -benchtime 1x -timeout 60m ./integration/
+
+bench-failover-load: export BATON_BIN := $(CURDIR)/$(BIN)
+bench-failover-load: build ## No false failover while every CPU is saturated for DURATION (default 10m)
+	BATON_LOAD_DURATION=$(or $(DURATION),10m) go test -run '^$$' -bench '^BenchmarkNoFalseFailoverUnderLoad$$' -benchtime 1x -timeout 90m ./integration/
 
 fuzz: ## Run every Fuzz* target in the repo for FUZZTIME each (default 10s)
 	@dirs=$$(grep -rlE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*\(' . | grep -v '^\./\.' | xargs -r -n1 dirname | sort -u); \

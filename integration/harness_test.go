@@ -90,7 +90,7 @@ func leakedProcesses() []string {
 
 // requirePrivileged skips a test that needs root, or fails it when CI demands
 // the capability.
-func requirePrivileged(t *testing.T) {
+func requirePrivileged(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		return
@@ -102,7 +102,7 @@ func requirePrivileged(t *testing.T) {
 }
 
 // startNATS runs an embedded NATS server with JetStream on a random loopback port.
-func startNATS(t *testing.T) string {
+func startNATS(t testing.TB) string {
 	t.Helper()
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
 	if err != nil {
@@ -116,7 +116,7 @@ func startNATS(t *testing.T) string {
 	return s.ClientURL()
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -159,7 +159,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func startProc(t *testing.T, name string, args ...string) *proc {
+func startProc(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(batonBin, args...)
@@ -202,7 +202,7 @@ func (p *proc) stop(t *testing.T, timeout time.Duration) {
 
 // cluster is a server and its agents, all real processes.
 type cluster struct {
-	t       *testing.T
+	t       testing.TB
 	natsURL string
 	api     string // http://host:port
 	apiAddr string
@@ -210,6 +210,8 @@ type cluster struct {
 	prefix  string // node name prefix, unique per test so cgroups never clash
 	server  *proc
 	agents  map[string]*proc
+	// serverArgs are extra flags for baton server (e.g. --fence-config).
+	serverArgs []string
 }
 
 func newCluster(t *testing.T, agents int) *cluster {
@@ -230,8 +232,8 @@ func newCluster(t *testing.T, agents int) *cluster {
 func (c *cluster) node(i int) string { return fmt.Sprintf("%s-n%d", c.prefix, i) }
 
 func (c *cluster) startServer() {
-	c.server = startProc(c.t, "server", "server", "--api", c.apiAddr, "--nats", c.natsURL,
-		"--data-dir", filepath.Join(c.dataDir, "server"), "--log-level", "debug")
+	c.server = startProc(c.t, "server", append([]string{"server", "--api", c.apiAddr, "--nats", c.natsURL,
+		"--data-dir", filepath.Join(c.dataDir, "server"), "--log-level", "debug"}, c.serverArgs...)...)
 	c.waitLeader(20 * time.Second)
 }
 
@@ -307,7 +309,7 @@ type response struct {
 	Body   []byte
 }
 
-func (r response) decode(t *testing.T, v any) {
+func (r response) decode(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.Body, v); err != nil {
 		t.Fatalf("decoding %s: %v", r.Body, err)

@@ -23,7 +23,7 @@ func counterWorkload(name, dir string) map[string]any {
 
 // readCounts parses the count file and checks it is 1, 2, 3, ... with no
 // restart and no gap.
-func readCounts(t *testing.T, dir string) []int {
+func readCounts(t testing.TB, dir string) []int {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "count"))
 	if err != nil {

@@ -53,6 +53,10 @@ type Config struct {
 	Name string
 	// HA configures failover: resource groups, quorum, fencing, probes.
 	HA HAConfig
+	// TimeoutDetection follows nodes by their full heartbeats alone and
+	// ignores liveness beats: the classic heartbeat-timeout detection,
+	// kept as the failover benchmark's baseline.
+	TimeoutDetection bool
 }
 
 // NodeView is a node as the API shows it.
@@ -217,7 +221,7 @@ func (s *Server) HandleHeartbeat(ctx context.Context, hb wire.Heartbeat) {
 	now := s.cfg.Clock.Now()
 	s.mu.Lock()
 	var groupActs []groups.Action
-	if _, known := s.members.Get(hb.Node); hb.AliveIntervalMS == 0 || !known {
+	if _, known := s.members.Get(hb.Node); hb.AliveIntervalMS == 0 || !known || s.cfg.TimeoutDetection {
 		// Nodes that send liveness beats are followed by those; this
 		// slower report only introduces them.
 		groupActs = s.transitionsLocked(s.members.Heartbeat(hb.Node, time.Duration(hb.IntervalMS)*time.Millisecond, now))
@@ -271,6 +275,9 @@ func plainWorkloads(ws []wire.WorkloadStatus) []wire.WorkloadStatus {
 
 // HandleAlive records a liveness beat.
 func (s *Server) HandleAlive(a wire.Alive) {
+	if s.cfg.TimeoutDetection {
+		return
+	}
 	s.mu.Lock()
 	acts := s.transitionsLocked(s.members.Heartbeat(a.Node, time.Duration(a.IntervalMS)*time.Millisecond, s.cfg.Clock.Now()))
 	s.mu.Unlock()

@@ -40,6 +40,7 @@ type serverConfig struct {
 	// Failover.
 	ExpectedVotes int  // the full cluster's node votes; 0: the nodes seen
 	WaitForAll    bool // a fresh cluster waits until every expected vote was live once
+	Detection     string
 }
 
 func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -58,6 +59,7 @@ replicated JetStream in production).`, stderr)
 	fs.StringVar(&cfg.Name, "name", host, "this server's name; with several servers one leads (see GET /v1/health)")
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "leadership lease TTL: a dead leader is replaced within this time")
 	fs.IntVar(&cfg.ExpectedVotes, "expected-votes", 0, "node votes of the whole cluster for quorum (0: the votes of every node ever seen)")
+	fs.StringVar(&cfg.Detection, "failure-detection", "probe", `how a dead node is detected: "probe" (250 ms liveness beats; after 750 ms of silence a direct probe must fail) or "timeout" (classic: silence of the 1 s heartbeats for 6 s; the failover benchmark's baseline)`)
 	fs.BoolVar(&cfg.WaitForAll, "wait-for-all", false, "on first start, stay inquorate until every expected vote has been live at once")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := parse(fs, args); err != nil {
@@ -114,6 +116,14 @@ func serve(ctx context.Context, cfg serverConfig, log *slog.Logger, ready func(a
 	if err != nil {
 		return err
 	}
+	detection := membership.FailoverConfig()
+	switch cfg.Detection {
+	case "probe":
+	case "timeout":
+		detection = membership.DefaultConfig()
+	default:
+		return fmt.Errorf("--failure-detection %q: use probe or timeout", cfg.Detection)
+	}
 	if cfg.ExpectedVotes < 0 {
 		return fmt.Errorf("--expected-votes %d: give 0 (the nodes seen) or more", cfg.ExpectedVotes)
 	}
@@ -129,7 +139,7 @@ func serve(ctx context.Context, cfg serverConfig, log *slog.Logger, ready func(a
 	srv = scheduler.New(scheduler.Config{
 		Store: kv, Agents: scheduler.NATSAgents{NC: nc, Epoch: func() uint64 { return srv.Epoch() }}, Logger: log,
 		DefaultStrategy: placement.Strategy(cfg.Strategy), AwaitLeadership: true,
-		Membership: membership.FailoverConfig(), Name: cfg.Name, HA: ha,
+		Membership: detection, TimeoutDetection: cfg.Detection == "timeout", Name: cfg.Name, HA: ha,
 	})
 	if err := srv.Load(ctx); err != nil {
 		return err
