@@ -59,17 +59,21 @@ type Candidate struct {
 
 // Rejection tells how many nodes one filter eliminated, and which.
 type Rejection struct {
-	Filter string   // e.g. "node-state", "memory", "cpu", "allowed-nodes", "labels", "anti-affinity"
-	Count  int      // number of nodes this filter eliminated (each node is counted by the first filter that rejects it)
-	Nodes  []string // their names, sorted
-	Reason string   // human explanation, e.g. "lack memory (need 2 GiB, best has 1.2 GiB free)"
+	Filter string // e.g. "node-state", "memory", "cpu", "allowed-nodes", "labels", "anti-affinity"
+	Count  int    // number of nodes this filter eliminated (each node is counted by the first filter that rejects it)
+	// Nodes are their names, sorted: all of them from Plan, the first
+	// MaxExampleNodes from Place.
+	Nodes  []string
+	Reason string // human explanation, e.g. "lack memory (need 2 GiB, best has 1.2 GiB free)"
 }
 
-// Decision is the outcome of placing one workload: the chosen node, every
-// feasible node ranked best first, and every rejection.
+// Decision is the outcome of placing one workload: the chosen node, the
+// feasible nodes ranked best first (the best MaxCandidates from Place, all
+// from Plan), and every rejection.
 type Decision struct {
 	Node       string // empty when nothing fits
 	Strategy   Strategy
+	Feasible   int // how many nodes passed every filter; Candidates may list fewer
 	Candidates []Candidate
 	Rejections []Rejection
 }

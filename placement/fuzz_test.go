@@ -8,8 +8,9 @@ import (
 )
 
 // FuzzPlace decodes a cluster and a request from the fuzzer's bytes, places
-// the request, and checks that Place does not panic, that the invariants
-// hold, and that it agrees with the reference placer.
+// the request with Place and Plan, and checks that neither panics, that the
+// invariants hold, that Plan agrees with the reference placer and Place
+// with Plan.
 func FuzzPlace(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{0})
@@ -19,18 +20,11 @@ func FuzzPlace(f *testing.F) {
 	f.Add(bigSeed())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		nodes, req := decodeCluster(data)
-		d, err := Place(nodes, req)
-		checkInvariants(t, nodes, req, d, err)
-		if ValidateRequest(req) != nil {
-			return
-		}
-		if diff := sameDecision(d, naivePlace(nodes, req)); diff != "" {
-			t.Fatalf("%d nodes, request %+v: %s", len(nodes), req, diff)
-		}
+		placeAndPlan(t, nodes, req)
 	})
 }
 
-// bigSeed is a cluster large enough to take the radix-sort path.
+// bigSeed is a cluster with far more nodes than Place keeps candidates.
 func bigSeed() []byte {
 	b := []byte{1, 2, 3, 3, 0, 0, 0, 0} // workload b, spread, 300m and 300 MiB
 	for i := range 300 {

@@ -1,7 +1,6 @@
 package placement
 
 import (
-	"cmp"
 	"slices"
 	"strings"
 )
@@ -48,11 +47,16 @@ var filterNames = [numFilters]string{
 // Filters returns the filter names in pipeline order.
 func Filters() []string { return slices.Clone(filterNames[:]) }
 
-// Place chooses a node for req among nodes.
+// Place chooses a node for req among nodes. It is the scheduler's hot path:
+// its Decision names the chosen node, the best MaxCandidates candidates and,
+// per rejection, the count and reason with at most MaxExampleNodes node
+// names. Plan makes the same choice and lists every candidate and every
+// rejected node, for dry runs.
 //
 // Every filter that eliminates nodes leaves a Rejection (in pipeline order);
-// every node that passes them all is a Candidate, ranked best first: higher
-// Score, then node name ascending. Decision.Node is the best candidate.
+// every node that passes them all is feasible (Decision.Feasible counts
+// them) and a Candidate, ranked best first: higher Score, then node name
+// ascending. Decision.Node is the best candidate.
 //
 // Free resources are Headroom − Reserved per dimension, never below zero
 // (negative inputs count as zero). Scores are on 0..100, the mean over CPU and
@@ -66,9 +70,34 @@ func Filters() []string { return slices.Clone(filterNames[:]) }
 // Decision.Explain). An invalid request (see ValidateRequest) returns a zero
 // Decision and an error wrapping ErrInvalidRequest.
 //
-// Place is pure and safe for concurrent use; it does not modify nodes. It is
-// fastest when nodes are sorted by name, as its output lists are.
+// Place is pure and safe for concurrent use; it does not modify nodes. Its
+// cost is one pass over the nodes with no allocation per node.
 func Place(nodes []Node, req Request) (Decision, error) {
+	return place(nodes, req, MaxCandidates, MaxExampleNodes)
+}
+
+// Plan is Place for dry runs and explanations: the same Decision, except
+// that Candidates ranks every feasible node and each Rejection names every
+// node it eliminated, sorted. It costs a sort of the nodes on top of Place.
+func Plan(nodes []Node, req Request) (Decision, error) {
+	return place(nodes, req, all, all)
+}
+
+const (
+	// MaxCandidates is how many ranked candidates Place returns: the chosen
+	// node and a few runners-up, enough to show why it won.
+	MaxCandidates = 8
+	// MaxExampleNodes is how many node names Place gives per Rejection: the
+	// first ones by name. Rejection.Count still counts them all.
+	MaxExampleNodes = 5
+
+	all = 0 // no limit, for Plan
+)
+
+// place runs the pipeline once over nodes, keeping the best maxCandidates
+// candidates and the first maxNames rejected names per filter (all when
+// zero).
+func place(nodes []Node, req Request, maxCandidates, maxNames int) (Decision, error) {
 	if err := ValidateRequest(req); err != nil {
 		return Decision{}, err
 	}
@@ -79,52 +108,31 @@ func Place(nodes []Node, req Request) (Decision, error) {
 		return d, &noFitError{workload: req.Workload, reasons: d.Explain()}
 	}
 
-	// One pass through the pipeline. Feasible nodes are packed into
-	// entries from the front as (rank key << 32 | index), rejected ones from
-	// the back as (filter << 32 | index), so nothing is allocated per node.
-	// (An index needs 32 bits only if there are 4 billion nodes.)
-	entries := make([]uint64, len(nodes), 2*len(nodes)) // the second half is rank's scratch
-	front, back := 0, len(nodes)
-	var counts [numFilters]int
-	var bestFreeCPU, bestFreeMem int64
+	best := ranking{nodes: nodes, limit: maxCandidates}
+	rejected := rejectedNodes{nodes: nodes, maxNames: maxNames}
 	for i := range nodes {
 		n := &nodes[i]
-		f := p.check(n)
-		if f == feasible {
-			entries[front] = uint64(maxScore-p.score(n))<<32 | uint64(i)
-			front++
+		if f := p.check(n); f != feasible {
+			rejected.add(&p, f, i)
 			continue
 		}
-		back--
-		entries[back] = uint64(f)<<32 | uint64(i)
-		counts[f]++
-		switch f {
-		case fCPU:
-			bestFreeCPU = max(bestFreeCPU, free(n.Headroom.CPUMillis, n.Reserved.CPUMillis))
-		case fMemory:
-			bestFreeMem = max(bestFreeMem, free(n.Headroom.MemoryMB, n.Reserved.MemoryMB))
-		}
+		d.Feasible++
+		best.offer(p.score(n), i)
 	}
 
-	// Output lists are in node order until sorted by name; when the nodes
-	// come sorted (the scheduler's usual case) there is nothing to sort.
-	sorted := sortedByName(nodes)
-	d.Candidates = rank(nodes, entries[:front], entries[len(nodes):2*len(nodes)], sorted)
-	d.Rejections = p.rejections(nodes, entries[back:], &counts, bestFreeCPU, bestFreeMem, sorted)
+	return finish(d, &p, &best, &rejected)
+}
+
+// finish completes d with the ranked candidates, the rejections and the
+// chosen node, or the ErrNoFit error.
+func finish(d Decision, p *plan, best *ranking, rejected *rejectedNodes) (Decision, error) {
+	d.Candidates = best.candidates()
+	d.Rejections = rejected.rejections(p)
 	if len(d.Candidates) == 0 {
-		return d, &noFitError{workload: req.Workload, reasons: d.Explain()}
+		return d, &noFitError{workload: p.req.Workload, reasons: d.Explain()}
 	}
 	d.Node = d.Candidates[0].Node
 	return d, nil
-}
-
-func sortedByName(nodes []Node) bool {
-	for i := 1; i < len(nodes); i++ {
-		if nodes[i].Name < nodes[i-1].Name {
-			return false
-		}
-	}
-	return true
 }
 
 // plan is a Request compiled for the pipeline once per call: which filters
@@ -266,151 +274,4 @@ func (s *nameSet) has(name string) bool {
 		}
 	}
 	return false
-}
-
-// rank orders the feasible entries (rank key << 32 | node index, the key being
-// maxScore − score) best first and returns them as candidates. Entries arrive
-// in node order; a stable sort on the key keeps that order among equal
-// scores, and each run of equal scores is then sorted by name, unless the
-// nodes came sorted by name.
-func rank(nodes []Node, entries, scratch []uint64, sorted bool) []Candidate {
-	if len(entries) == 0 {
-		return nil
-	}
-	if len(entries) >= minRadixSort {
-		radixSortKeys(entries, scratch[:len(entries)])
-	} else {
-		slices.Sort(entries) // keys, then indexes: the same order
-	}
-	byName := func(a, b uint64) int {
-		if c := strings.Compare(nodes[uint32(a)].Name, nodes[uint32(b)].Name); c != 0 {
-			return c
-		}
-		return cmp.Compare(a, b)
-	}
-	for i := 0; i < len(entries) && !sorted; {
-		j := i + 1
-		for j < len(entries) && entries[j]>>32 == entries[i]>>32 {
-			j++
-		}
-		if j-i > 1 {
-			slices.SortFunc(entries[i:j], byName)
-		}
-		i = j
-	}
-	cands := make([]Candidate, len(entries))
-	for i, e := range entries {
-		cands[i] = Candidate{
-			Node:  nodes[uint32(e)].Name,
-			Score: float64(maxScore-uint32(e>>32)) / scoreScale,
-		}
-	}
-	return cands
-}
-
-// minRadixSort is where the two-pass radix sort starts to beat pdqsort.
-const minRadixSort = 256
-
-// radixSortKeys sorts entries stably by their 20-bit key (bits 32..51), in
-// two passes of 10 bits, using tmp (as long as entries) as scratch.
-func radixSortKeys(entries, tmp []uint64) {
-	const bitsPerPass, buckets = 10, 1 << 10
-	var lo, hi [buckets]uint32 // len(nodes) < 2^32: indexes are 32 bits
-	for _, e := range entries {
-		k := e >> 32
-		lo[k&(buckets-1)]++
-		hi[(k>>bitsPerPass)&(buckets-1)]++
-	}
-	var sumLo, sumHi uint32
-	for b := range buckets {
-		lo[b], sumLo = sumLo, sumLo+lo[b]
-		hi[b], sumHi = sumHi, sumHi+hi[b]
-	}
-	for _, e := range entries {
-		b := (e >> 32) & (buckets - 1)
-		tmp[lo[b]] = e
-		lo[b]++
-	}
-	for _, e := range tmp {
-		b := (e >> (32 + bitsPerPass)) & (buckets - 1)
-		entries[hi[b]] = e
-		hi[b]++
-	}
-}
-
-// rejections builds one Rejection per filter that eliminated nodes, in
-// pipeline order. entries are (filter << 32 | node index) in reverse node
-// order.
-func (p *plan) rejections(nodes []Node, entries []uint64, counts *[numFilters]int, bestFreeCPU, bestFreeMem int64, sorted bool) []Rejection {
-	if len(entries) == 0 {
-		return nil
-	}
-	// Carve one slice of names into a part per filter.
-	names := make([]string, len(entries))
-	var next [numFilters]int
-	nfilters, off := 0, 0
-	for f, c := range counts {
-		next[f] = off
-		off += c
-		if c > 0 {
-			nfilters++
-		}
-	}
-	var states []stateCount
-	var found []string // anti-affinity names found on rejected nodes
-	for i := len(entries) - 1; i >= 0; i-- {
-		e := entries[i]
-		f, n := filterID(e>>32), &nodes[uint32(e)]
-		names[next[f]] = n.Name
-		next[f]++
-		switch f {
-		case fNodeState:
-			states = countState(states, n.State)
-		case fAnti:
-			// Usually a single name is asked for: stop looking once every
-			// name has been seen.
-			for _, w := range n.Workloads {
-				if len(found) < p.anti.len() && p.anti.has(w) && !slices.Contains(found, w) {
-					found = append(found, w)
-				}
-			}
-		}
-	}
-
-	out := make([]Rejection, 0, nfilters)
-	off = 0
-	for f, c := range counts {
-		if c == 0 {
-			continue
-		}
-		r := Rejection{
-			Filter: filterNames[f],
-			Count:  c,
-			Nodes:  names[off : off+c : off+c],
-		}
-		off += c
-		if !sorted {
-			slices.Sort(r.Nodes)
-		}
-		switch filterID(f) {
-		case fNodeState:
-			r.Reason = notReadyReason(c, states)
-		case fAllowed:
-			r.Reason = verb(c, "is", "are") + " not in the workload's node list"
-		case fDenied:
-			r.Reason = verb(c, "is", "are") + " in the workload's avoid list"
-		case fLabels:
-			r.Reason = p.labelsReason(c)
-		case fAnti:
-			r.Reason = antiAffinityReason(c, found)
-		case fCPU:
-			need, best := formatCPUPair(p.req.Resources.CPUMillis, bestFreeCPU)
-			r.Reason = lackReason(c, "CPU", need, best)
-		case fMemory:
-			need, best := formatMemoryPair(p.req.Resources.MemoryMB, bestFreeMem)
-			r.Reason = lackReason(c, "memory", need, best)
-		}
-		out = append(out, r)
-	}
-	return out
 }

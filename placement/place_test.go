@@ -183,7 +183,7 @@ func TestFilters(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d, err := Place(tt.nodes, tt.req)
-			checkInvariants(t, tt.nodes, tt.req, d, err)
+			checkInvariants(t, tt.nodes, tt.req, d, err, false)
 			if d.Node != tt.want {
 				t.Errorf("Node = %q, want %q (err %v)", d.Node, tt.want, err)
 			}
@@ -337,7 +337,7 @@ func TestNoFit(t *testing.T) {
 			if d.Node != "" || len(d.Candidates) != 0 {
 				t.Errorf("decision %+v has a node", d)
 			}
-			checkInvariants(t, tt.nodes, tt.req, d, err)
+			checkInvariants(t, tt.nodes, tt.req, d, err, false)
 		})
 	}
 }

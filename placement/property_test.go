@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"errors"
 	"math"
 	"math/big"
 	"math/rand/v2"
@@ -9,8 +10,9 @@ import (
 )
 
 // TestPlaceMatchesReference places random requests on random clusters and
-// compares every decision with naivePlace: same chosen node, same ranked
-// candidates and scores, same rejections; and checks the invariants.
+// compares every Plan with naivePlace (same chosen node, same ranked
+// candidates and scores, same rejections) and every Place with Plan cut to
+// Place's limits; and checks the invariants.
 func TestPlaceMatchesReference(t *testing.T) {
 	const rounds = 3000
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -18,22 +20,68 @@ func TestPlaceMatchesReference(t *testing.T) {
 		var nodes []Node
 		switch {
 		case round%10 == 0:
-			// Big enough to take the radix-sort path of rank.
+			// Far more nodes than Place keeps candidates and names.
 			nodes = randomCluster(rng, 256+rng.IntN(1500), round%20 == 0)
 		case round%10 == 1:
 			nodes = randomCluster(rng, rng.IntN(40), rng.IntN(2) == 0)
+		case round%10 == 2:
+			// Edge cases with unique names, which a Cluster needs.
+			nodes = awkwardCluster(rng, rng.IntN(150))
+			for i := range nodes {
+				nodes[i].Name = "n" + strconv.Itoa(i)
+			}
 		default:
 			nodes = awkwardCluster(rng, rng.IntN(30))
 		}
-		req := randomRequest(rng)
-		d, err := Place(nodes, req)
-		checkInvariants(t, nodes, req, d, err)
-		if ValidateRequest(req) != nil {
-			continue
+		placeAndPlan(t, nodes, randomRequest(rng))
+	}
+}
+
+// TestClusterUpdate changes nodes of a Cluster one at a time (resources,
+// state, labels, workloads) and checks after each change that the Cluster
+// decides as the functions do on the changed nodes.
+func TestClusterUpdate(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 20 {
+		nodes := randomCluster(rng, 100+rng.IntN(200), true)
+		c, err := NewCluster(nodes)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if diff := sameDecision(d, naivePlace(nodes, req)); diff != "" {
-			t.Fatalf("round %d (%d nodes, request %+v): %s", round, len(nodes), req, diff)
+		for range 50 {
+			i := rng.IntN(len(nodes))
+			changed := randomCluster(rng, 1, false)[0]
+			changed.Name = nodes[i].Name
+			nodes[i] = changed
+			if err := c.Update(changed); err != nil {
+				t.Fatal(err)
+			}
+			req := randomRequest(rng)
+			place, placeErr := Place(nodes, req)
+			plan, planErr := Plan(nodes, req)
+			checkCluster(t, c, req, place, placeErr, plan, planErr)
 		}
+	}
+}
+
+func TestClusterErrors(t *testing.T) {
+	if _, err := NewCluster([]Node{mk("a", 1, 1), mk("b", 1, 1), mk("a", 2, 2)}); !errors.Is(err, ErrDuplicateNode) ||
+		err.Error() != `node "a": duplicate node name: give every node its own name` {
+		t.Errorf("NewCluster with a repeated name: %v", err)
+	}
+	c, err := NewCluster([]Node{mk("a", 1, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Update(mk("b", 1, 1)); !errors.Is(err, ErrUnknownNode) ||
+		err.Error() != `node "b": unknown node: build a new Cluster to add nodes` {
+		t.Errorf("Update of a node not in the cluster: %v", err)
+	}
+	if n, ok := c.Node("a"); !ok || n.Capacity.CPUMillis != 1 || c.Len() != 1 {
+		t.Errorf("Node(a) = %+v, %v; Len = %d", n, ok, c.Len())
+	}
+	if _, ok := c.Node("b"); ok {
+		t.Error("Node(b) found a node that is not there")
 	}
 }
 
@@ -140,6 +188,10 @@ func TestScoreExact(t *testing.T) {
 		want := exactMeanUnits(uint64(a1), uint64(b1), uint64(a2), uint64(b2))
 		if got != want {
 			t.Fatalf("meanUnits(%d/%d, %d/%d) = %d, exact %d", a1, b1, a2, b2, got, want)
+		}
+		// A Cluster multiplies by reciprocals instead of dividing.
+		if got := meanUnitsNear(float64(a1)*reciprocal(b1)+float64(a2)*reciprocal(b2), a1, b1, a2, b2); got != want {
+			t.Fatalf("meanUnitsNear(%d/%d, %d/%d) with reciprocals = %d, exact %d", a1, b1, a2, b2, got, want)
 		}
 		r := new(big.Rat).Add(big.NewRat(a1, b1), big.NewRat(a2, b2))
 		r.Mul(r, big.NewRat(maxScore/2, 1))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/big"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -61,7 +62,7 @@ func naivePlaceWith(nodes []Node, req Request, units func(Node, Request, Strateg
 		}
 		return feasible[i].name < feasible[j].name
 	})
-	d := Decision{Strategy: strategy}
+	d := Decision{Strategy: strategy, Feasible: len(feasible)}
 	for _, f := range feasible {
 		d.Candidates = append(d.Candidates, Candidate{Node: f.name, Score: float64(f.units) / 10000})
 	}
@@ -142,6 +143,72 @@ func naiveFraction(headroom, reserved, need, capacity int64, strategy Strategy) 
 	return big.NewRat(size-freeAfter, size)
 }
 
+// placeAndPlan runs Place and Plan on the same input and checks both: the
+// invariants, Place's decision is Plan's cut to its limits, and Plan agrees
+// with the reference placer. It returns Plan's decision.
+func placeAndPlan(t *testing.T, nodes []Node, req Request) (Decision, error) {
+	t.Helper()
+	full, fullErr := Plan(nodes, req)
+	checkInvariants(t, nodes, req, full, fullErr, true)
+	d, err := Place(nodes, req)
+	checkInvariants(t, nodes, req, d, err, false)
+	if (err == nil) != (fullErr == nil) || err != nil && err.Error() != fullErr.Error() {
+		t.Fatalf("Place's error %v, Plan's %v", err, fullErr)
+	}
+	if diff := sameDecision(d, limited(full)); diff != "" {
+		t.Fatalf("%d nodes, request %+v: Place differs from Plan cut to Place's limits: %s", len(nodes), req, diff)
+	}
+	if ValidateRequest(req) == nil {
+		if diff := sameDecision(full, naivePlace(nodes, req)); diff != "" {
+			t.Fatalf("%d nodes, request %+v: Plan differs from the reference: %s", len(nodes), req, diff)
+		}
+	}
+	if c, clusterErr := NewCluster(nodes); clusterErr == nil {
+		checkCluster(t, c, req, d, err, full, fullErr)
+	} else if !errors.Is(clusterErr, ErrDuplicateNode) {
+		t.Fatalf("NewCluster: %v", clusterErr)
+	}
+	return full, fullErr
+}
+
+// checkCluster checks that the Cluster's Place and Plan give exactly the
+// decisions and errors of the functions Place and Plan on its nodes.
+func checkCluster(t *testing.T, c *Cluster, req Request, place Decision, placeErr error, plan Decision, planErr error) {
+	t.Helper()
+	for _, tc := range []struct {
+		name      string
+		decide    func(Request) (Decision, error)
+		want      Decision
+		wantError error
+	}{{"Place", c.Place, place, placeErr}, {"Plan", c.Plan, plan, planErr}} {
+		got, err := tc.decide(req)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Fatalf("Cluster.%s, request %+v:\n got  %+v\n want %+v", tc.name, req, got, tc.want)
+		}
+		if errorText(err) != errorText(tc.wantError) {
+			t.Fatalf("Cluster.%s, request %+v: error %v, want %v", tc.name, req, err, tc.wantError)
+		}
+	}
+}
+
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// limited cuts a full decision to what Place returns: the best
+// MaxCandidates candidates and the first MaxExampleNodes names per rejection.
+func limited(d Decision) Decision {
+	d.Candidates = d.Candidates[:min(len(d.Candidates), MaxCandidates)]
+	d.Rejections = slices.Clone(d.Rejections)
+	for i, r := range d.Rejections {
+		d.Rejections[i].Nodes = r.Nodes[:min(len(r.Nodes), MaxExampleNodes)]
+	}
+	return d
+}
+
 // sameDecision compares everything but the rejection reasons, which the
 // reference does not write.
 func sameDecision(got, want Decision) string {
@@ -150,6 +217,9 @@ func sameDecision(got, want Decision) string {
 	}
 	if got.Strategy != want.Strategy {
 		return "strategy: got " + string(got.Strategy) + ", want " + string(want.Strategy)
+	}
+	if got.Feasible != want.Feasible {
+		return "feasible: got " + strconv.Itoa(got.Feasible) + ", want " + strconv.Itoa(want.Feasible)
 	}
 	if !slices.Equal(got.Candidates, want.Candidates) {
 		return "candidates differ:\n got  " + candidatesString(got.Candidates) + "\n want " + candidatesString(want.Candidates)
@@ -175,8 +245,10 @@ func candidatesString(cs []Candidate) string {
 	return strings.Join(parts, " ")
 }
 
-// checkInvariants checks what must hold for any input, without a reference.
-func checkInvariants(t *testing.T, nodes []Node, req Request, d Decision, err error) {
+// checkInvariants checks what must hold for any input, without a reference;
+// full says whether d comes from Plan (every candidate and rejected name) or
+// from Place (limited).
+func checkInvariants(t *testing.T, nodes []Node, req Request, d Decision, err error, full bool) {
 	t.Helper()
 	if err != nil && errors.Is(err, ErrInvalidRequest) {
 		if ValidateRequest(req) == nil {
@@ -212,7 +284,14 @@ func checkInvariants(t *testing.T, nodes []Node, req Request, d Decision, err er
 	for _, n := range nodes {
 		byName[n.Name] = append(byName[n.Name], n)
 	}
-	total := len(d.Candidates)
+	wantCands := d.Feasible
+	if !full {
+		wantCands = min(wantCands, MaxCandidates)
+	}
+	if len(d.Candidates) != wantCands {
+		t.Fatalf("%d candidates for %d feasible nodes (full list: %v)", len(d.Candidates), d.Feasible, full)
+	}
+	total := d.Feasible
 	for i, c := range d.Candidates {
 		if c.Score < 0 || c.Score > 100 {
 			t.Fatalf("candidate %s has score %v outside 0..100", c.Node, c.Score)
@@ -243,7 +322,11 @@ func checkInvariants(t *testing.T, nodes []Node, req Request, d Decision, err er
 			t.Fatalf("rejection %q unknown, repeated or out of pipeline order", r.Filter)
 		}
 		last = i
-		if r.Count <= 0 || r.Count != len(r.Nodes) || !slices.IsSorted(r.Nodes) || r.Reason == "" {
+		wantNames := r.Count
+		if !full {
+			wantNames = min(wantNames, MaxExampleNodes)
+		}
+		if r.Count <= 0 || len(r.Nodes) != wantNames || !slices.IsSorted(r.Nodes) || r.Reason == "" {
 			t.Fatalf("bad rejection %+v", r)
 		}
 		total += r.Count

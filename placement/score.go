@@ -12,28 +12,53 @@ const (
 	maxScore   = 100 * scoreScale
 )
 
-// score is n's score in units for the plan's strategy: the mean over CPU and
-// memory of the fraction the strategy rewards, times maxScore, truncated.
-// BinPack rewards the fraction used after placement, Spread the fraction
-// free. Only called for nodes that passed the cpu and memory filters.
+// score is n's score in units for the plan's strategy: the mean over CPU
+// and memory of the fraction the strategy rewards, times maxScore,
+// truncated. BinPack rewards the fraction used after placement, Spread the
+// fraction free. Only called for nodes that passed the cpu and memory
+// filters.
 func (p *plan) score(n *Node) uint32 {
 	spread := p.strategy == Spread
 	a1, b1 := fraction(free(n.Headroom.CPUMillis, n.Reserved.CPUMillis)-p.req.Resources.CPUMillis,
-		n.Capacity.CPUMillis, n.Headroom.CPUMillis, spread)
+		size(n.Capacity.CPUMillis, n.Headroom.CPUMillis), spread)
 	a2, b2 := fraction(free(n.Headroom.MemoryMB, n.Reserved.MemoryMB)-p.req.Resources.MemoryMB,
-		n.Capacity.MemoryMB, n.Headroom.MemoryMB, spread)
+		size(n.Capacity.MemoryMB, n.Headroom.MemoryMB), spread)
 	return meanUnits(a1, b1, a2, b2)
+}
+
+// clusterUnits is score for a Cluster's node: it multiplies by the
+// reciprocals of the sizes that the Cluster keeps instead of dividing. A
+// node whose approximate score is clearly under cutoff (in units) cannot
+// enter the ranking: clusterUnits says so (false) without working out its
+// exact score, which most nodes then never need.
+func (p *plan) clusterUnits(f *fit, cutoff float64) (uint32, bool) {
+	spread := p.strategy == Spread
+	a1, b1 := fraction(f.freeCPU-p.req.Resources.CPUMillis, f.sizeCPU, spread)
+	a2, b2 := fraction(f.freeMem-p.req.Resources.MemoryMB, f.sizeMem, spread)
+	sum := float64(a1)*f.invSizeCPU + float64(a2)*f.invSizeMem
+	if maxScore/2*sum < cutoff-1 { // the error is far below one unit
+		return 0, false
+	}
+	return meanUnitsNear(sum, a1, b1, a2, b2), true
+}
+
+// reciprocal is 1/b for the b that fraction divides by for a dimension of
+// this size.
+func reciprocal(size int64) float64 { return 1 / float64(max(size, 1)) }
+
+// size is the size of one dimension of a node for scoring: its capacity, or
+// its headroom when the capacity is not known, never negative.
+func size(capacity, headroom int64) int64 {
+	if capacity > 0 {
+		return capacity
+	}
+	return max(headroom, 0)
 }
 
 // fraction returns a/b, 0 ≤ a ≤ b, b > 0: the part of one dimension that the
 // strategy rewards, given what is free after placement and the dimension's
-// size (capacity, or headroom when capacity is not known). A dimension of
-// size zero counts as full.
-func fraction(freeAfter, capacity, headroom int64, spread bool) (a, b int64) {
-	size := capacity
-	if size <= 0 {
-		size = max(headroom, 0)
-	}
+// size. A dimension of size zero counts as full.
+func fraction(freeAfter, size int64, spread bool) (a, b int64) {
 	if size == 0 {
 		if spread {
 			return 0, 1
@@ -52,10 +77,15 @@ func fraction(freeAfter, capacity, headroom int64, spread bool) (a, b int64) {
 // rounding errors could move it across; those cases are done in 128-bit
 // integer arithmetic.
 func meanUnits(a1, b1, a2, b2 int64) uint32 {
-	const half = maxScore / 2
-	// Both quotients are correctly rounded and the sum at most 2, so the
-	// error of v is below 1e-9, far inside the margin.
-	v := half * (float64(a1)/float64(b1) + float64(a2)/float64(b2))
+	return meanUnitsNear(float64(a1)/float64(b1)+float64(a2)/float64(b2), a1, b1, a2, b2)
+}
+
+// meanUnitsNear is meanUnits given sum, a floating-point value of a1/b1 +
+// a2/b2 with a relative error below 1e-12 (a few roundings of float64 do:
+// each is below 1.2e-16). Scaled to units the error stays below 1e-6, the
+// margin inside which the answer is worked out exactly.
+func meanUnitsNear(sum float64, a1, b1, a2, b2 int64) uint32 {
+	v := maxScore / 2 * sum
 	fl := math.Floor(v)
 	if frac := v - fl; frac > 1e-6 && frac < 1-1e-6 {
 		return uint32(fl)

@@ -477,7 +477,7 @@ func (s *Server) Plan(req WorkloadRequest) (placement.Decision, error) {
 	s.mu.Lock()
 	nodes := s.placementNodesLocked()
 	s.mu.Unlock()
-	return placement.Place(nodes, req.placementRequest(s.cfg.DefaultStrategy))
+	return placement.Plan(nodes, req.placementRequest(s.cfg.DefaultStrategy))
 }
 
 // CreateWorkload validates, places and starts a workload. It waits for the
