@@ -33,11 +33,12 @@ func (r *ranking) before(a, b scored) bool {
 	return a.index < b.index
 }
 
-// cutoff is the score (in units) a node must reach to be kept: that of the
-// worst kept node once the limit is reached, else none (-1).
+// cutoff is the score (in units) a node offered after the kept ones in
+// name order must beat to be kept: that of the worst kept node once the
+// limit is reached, else none (-2: any score beats it).
 func (r *ranking) cutoff() float64 {
 	if r.limit == all || len(r.kept) < r.limit {
-		return -1
+		return -2
 	}
 	return float64(r.kept[0].units)
 }

@@ -28,15 +28,19 @@ func (p *plan) score(n *Node) uint32 {
 
 // clusterUnits is score for a Cluster's node: it multiplies by the
 // reciprocals of the sizes that the Cluster keeps instead of dividing. A
-// node whose approximate score is clearly under cutoff (in units) cannot
-// enter the ranking: clusterUnits says so (false) without working out its
-// exact score, which most nodes then never need.
+// node that cannot score above cutoff units cannot enter the ranking (a
+// Cluster offers nodes in name order, so a later node with an equal score
+// loses): clusterUnits says so (false) from the approximate score, without
+// the exact one, which most nodes then never need.
 func (p *plan) clusterUnits(f *fit, cutoff float64) (uint32, bool) {
 	spread := p.strategy == Spread
 	a1, b1 := fraction(f.freeCPU-p.req.Resources.CPUMillis, f.sizeCPU, spread)
 	a2, b2 := fraction(f.freeMem-p.req.Resources.MemoryMB, f.sizeMem, spread)
 	sum := float64(a1)*f.invSizeCPU + float64(a2)*f.invSizeMem
-	if maxScore/2*sum < cutoff-1 { // the error is far below one unit
+	// The approximate score is within 1e-9 of the exact one (see
+	// meanUnitsNear): below cutoff+1 by more than that, it truncates to
+	// cutoff or less.
+	if maxScore/2*sum < cutoff+1-1e-6 {
 		return 0, false
 	}
 	return meanUnitsNear(sum, a1, b1, a2, b2), true
