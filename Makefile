@@ -16,7 +16,7 @@ BIN      := bin/baton
 FUZZTIME ?= 10s
 ARGS     ?=
 
-.PHONY: help deps build test run lint bench bench-migrate bench-failover bench-failover-load fuzz clean generate
+.PHONY: help deps build test run lint bench bench-migrate bench-failover bench-failover-load bench-placement fuzz clean generate
 
 help: ## List the targets
 	@echo "Usage: make TARGET [VAR=value]"
@@ -24,7 +24,8 @@ help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN { FS = ":.*## " } { printf "  %-8s %s\n", $$1, $$2 }'
 	@echo
-	@echo "Variables: ARGS (extra arguments for 'run'), FUZZTIME (per fuzz target, default 10s)"
+	@echo "Variables: ARGS (extra arguments for 'run'), FUZZTIME (per fuzz target, default 10s),"
+	@echo "           TRACE (bench-placement's openb trace, default ../shared/traces/openb)"
 
 deps: ## Install everything Baton and its tests need (apt packages, CRIU 4.x, staticcheck); as root
 	bash scripts/install-deps.sh
@@ -51,6 +52,15 @@ bench: ## Placement decisions/s at 100/1,000/5,000 nodes and the server's cost p
 	@mkdir -p bin
 	go test -run '^$$' -bench . -benchmem -cpu 1 ./placement/ ./scheduler/ | tee bin/bench.txt
 	@awk -f scripts/bench-table.awk bin/bench.txt
+
+# The openb trace lives outside the repository (read-only, research use).
+TRACE    ?= $(CURDIR)/../shared/traces/openb
+
+bench-placement: ## Replay the openb trace (bin-pack, spread vs random-fit, best-fit) and decisions/s at 5,000 nodes vs the naive placer; TRACE=dir
+	@mkdir -p bin
+	go test -run '^$$' -bench Replay -cpu 1 ./placement/replay/ -args -trace '$(TRACE)' | tee bin/bench-placement.txt
+	go test -run '^$$' -bench 'Place/nodes=5000' -benchmem -cpu 1 ./placement/ | tee -a bin/bench-placement.txt
+	@awk -f scripts/bench-table.awk bin/bench-placement.txt
 
 bench-migrate: ## Stop-copy migration vs plain CRIU (dump, cp, restore): frozen and total time at 64/256 MiB (BIG=1 adds 1 GiB)
 	go test -run '^$$' -bench StopCopy -benchtime 3x -timeout 15m ./migrate/criu $(if $(BIG),-args -migrate.big)

@@ -1,7 +1,10 @@
 # Turns `go test -bench` output into tables with ratios against the baseline
-# measured in the same run. Placement: BenchmarkPlace/CASE against
-# BenchmarkNaivePlace/CASE (decisions/s). Heartbeat: BenchmarkHeartbeat
-# against BenchmarkHeartbeatDecodeOnly (µs per heartbeat).
+# measured in the same run. Placement: BenchmarkPlace/CASE (a Cluster) and
+# BenchmarkPlaceFunc/CASE (the function Place) against
+# BenchmarkNaivePlace/CASE (decisions/s). Trace replay: BenchmarkReplay/
+# MODE/PLACER, Baton's strategies beside the random-fit and best-fit
+# baselines. Heartbeat: BenchmarkHeartbeat against
+# BenchmarkHeartbeatDecodeOnly (µs per heartbeat).
 function metric(unit,   i) {
 	for (i = 3; i < NF; i++) if ($(i + 1) == unit) return $i
 	return ""
@@ -10,17 +13,32 @@ function metric(unit,   i) {
 	name = $1; sub(/-[0-9]+$/, "", name)
 	if (name ~ /^BenchmarkPlace\//) { c = substr(name, 16); place[c] = metric("decisions/s"); order[++n] = c }
 	else if (name ~ /^BenchmarkNaivePlace\//) { c = substr(name, 21); naive[c] = metric("decisions/s") }
+	else if (name ~ /^BenchmarkPlaceFunc\//) { c = substr(name, 20); fn[c] = metric("decisions/s") }
+	else if (name ~ /^BenchmarkReplay\//) {
+		c = substr(name, 17); rorder[++nr] = c
+		rdec[c] = metric("decisions/s"); rplaced[c] = metric("placed-%"); rfrag[c] = metric("frag-%")
+		ralloc[c] = metric("cpu-alloc-%"); rtasks[c] = metric("tasks")
+	}
 	else if (name == "BenchmarkHeartbeat") hb = metric("ns/op")
 	else if (name == "BenchmarkHeartbeatDecodeOnly") hbdec = metric("ns/op")
 }
 END {
+	if (nr > 0) {
+		printf "\nTrace replay, one core (time-order: the trace as recorded; fill: repeated, no departures, until the tasks ask for all the CPU)\n\n"
+		printf "| mode/placer | decisions/s | tasks | placed | fragmentation met by arrivals (mean) | CPU allocated at end |\n|---|---:|---:|---:|---:|---:|\n"
+		for (i = 1; i <= nr; i++) {
+			c = rorder[i]
+			printf "| %s | %.0f | %d | %.2f%% | %.2f%% | %.1f%% |\n", c, rdec[c], rtasks[c], rplaced[c], rfrag[c], ralloc[c]
+		}
+	}
 	if (n > 0) {
 		printf "\nPlacement decisions per second (one core)\n\n"
-		printf "| case | Baton placement | naive placer | ratio |\n|---|---:|---:|---:|\n"
+		printf "| case | Baton Cluster.Place | Baton Place (function) | naive placer | ratio (Cluster/naive) |\n|---|---:|---:|---:|---:|\n"
 		for (i = 1; i <= n; i++) {
 			c = order[i]
 			r = (naive[c] > 0) ? sprintf("%.1fx", place[c] / naive[c]) : "-"
-			printf "| %s | %.0f | %.0f | %s |\n", c, place[c], naive[c], r
+			f = (fn[c] != "") ? sprintf("%.0f", fn[c]) : "-"
+			printf "| %s | %.0f | %s | %.0f | %s |\n", c, place[c], f, naive[c], r
 		}
 	}
 	if (hb != "") {
