@@ -16,7 +16,7 @@ BIN      := bin/baton
 FUZZTIME ?= 10s
 ARGS     ?=
 
-.PHONY: help deps build test run lint bench bench-migrate bench-failover bench-failover-load bench-placement fuzz clean generate
+.PHONY: help deps build test run lint bench bench-migrate bench-failover bench-failover-load bench-placement bench-fleet fuzz clean generate
 
 help: ## List the targets
 	@echo "Usage: make TARGET [VAR=value]"
@@ -25,7 +25,8 @@ help: ## List the targets
 		awk 'BEGIN { FS = ":.*## " } { printf "  %-8s %s\n", $$1, $$2 }'
 	@echo
 	@echo "Variables: ARGS (extra arguments for 'run'), FUZZTIME (per fuzz target, default 10s),"
-	@echo "           TRACE (bench-placement's openb trace, default ../shared/traces/openb)"
+	@echo "           TRACE (bench-placement's openb trace, default ../shared/traces/openb),"
+	@echo "           FLEET_WINDOW (bench-fleet's measurement per phase, default 30s)"
 
 deps: ## Install everything Baton and its tests need (apt packages, CRIU 4.x, staticcheck); as root
 	bash scripts/install-deps.sh
@@ -61,6 +62,14 @@ bench-placement: ## Replay the openb trace (bin-pack, spread vs random-fit, best
 	go test -run '^$$' -bench Replay -cpu 1 ./placement/replay/ -args -trace '$(TRACE)' | tee bin/bench-placement.txt
 	go test -run '^$$' -bench 'Place/nodes=5000' -benchmem -cpu 1 ./placement/ | tee -a bin/bench-placement.txt
 	@awk -f scripts/bench-table.awk bin/bench-placement.txt
+
+FLEET_WINDOW ?= 30s
+
+bench-fleet: export BATON_BIN := $(CURDIR)/$(BIN)
+bench-fleet: build ## 1,000 simulated agents heartbeating at 1 Hz into one real server process: its CPU (share of a core) and memory, idle as baseline; FLEET_WINDOW per phase (default 30s)
+	@mkdir -p bin
+	go test -run '^$$' -bench Fleet -benchtime 1x -cpu 1 -timeout 15m ./integration/ -args -fleet.window $(FLEET_WINDOW) | tee bin/bench-fleet.txt
+	@awk -f scripts/bench-table.awk bin/bench-fleet.txt
 
 bench-migrate: ## Stop-copy migration vs plain CRIU (dump, cp, restore): frozen and total time at 64/256 MiB (BIG=1 adds 1 GiB)
 	go test -run '^$$' -bench StopCopy -benchtime 3x -timeout 15m ./migrate/criu $(if $(BIG),-args -migrate.big)

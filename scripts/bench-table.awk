@@ -4,7 +4,8 @@
 # BenchmarkNaivePlace/CASE (decisions/s). Trace replay: BenchmarkReplay/
 # MODE/PLACER, Baton's strategies beside the random-fit and best-fit
 # baselines. Heartbeat: BenchmarkHeartbeat against
-# BenchmarkHeartbeatDecodeOnly (µs per heartbeat).
+# BenchmarkHeartbeatDecodeOnly (µs per heartbeat). Fleet: BenchmarkFleet/
+# PHASE, the server process's CPU and memory, the idle phase as baseline.
 function metric(unit,   i) {
 	for (i = 3; i < NF; i++) if ($(i + 1) == unit) return $i
 	return ""
@@ -18,6 +19,11 @@ function metric(unit,   i) {
 		c = substr(name, 17); rorder[++nr] = c
 		rdec[c] = metric("decisions/s"); rplaced[c] = metric("placed-%"); rfrag[c] = metric("frag-%")
 		ralloc[c] = metric("cpu-alloc-%"); rtasks[c] = metric("tasks")
+	}
+	else if (name ~ /^BenchmarkFleet\//) {
+		c = substr(name, 16); forder[++nf] = c
+		fcpu[c] = metric("server-cpu-%"); frss[c] = metric("server-rss-MiB"); fhwm[c] = metric("server-peak-rss-MiB")
+		fmsgs[c] = metric("msgs/s"); fsim[c] = metric("simulator-cpu-%"); fwin[c] = metric("window-s")
 	}
 	else if (name == "BenchmarkHeartbeat") hb = metric("ns/op")
 	else if (name == "BenchmarkHeartbeatDecodeOnly") hbdec = metric("ns/op")
@@ -39,6 +45,15 @@ END {
 			r = (naive[c] > 0) ? sprintf("%.1fx", place[c] / naive[c]) : "-"
 			f = (fn[c] != "") ? sprintf("%.0f", fn[c]) : "-"
 			printf "| %s | %.0f | %s | %.0f | %s |\n", c, place[c], f, naive[c], r
+		}
+	}
+	if (nf > 0) {
+		printf "\nOne server process under a simulated fleet (CPU: utime+stime over wall time; the simulator runs in the benchmark process)\n\n"
+		printf "| phase | messages/s | server CPU, %% of one core | over idle | server RSS MiB (peak) | simulator CPU %% | window s |\n|---|---:|---:|---:|---:|---:|---:|\n"
+		for (i = 1; i <= nf; i++) {
+			c = forder[i]
+			over = (c != "idle" && fcpu["idle"] != "") ? sprintf("+%.1f", fcpu[c] - fcpu["idle"]) : "-"
+			printf "| %s | %.0f | %.1f | %s | %.0f (%.0f) | %.1f | %.0f |\n", c, fmsgs[c], fcpu[c], over, frss[c], fhwm[c], fsim[c], fwin[c]
 		}
 	}
 	if (hb != "") {
