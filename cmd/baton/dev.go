@@ -85,13 +85,18 @@ included, and removes the data dir unless --keep is given.`, stderr)
 	fmt.Fprintf(stdout, "  NATS:   %s\n", r.nats)
 	fmt.Fprintf(stdout, "Press Ctrl-C to stop everything.\n")
 
-	select {
-	case <-ctx.Done():
-		fmt.Fprintf(stdout, "stopping...\n")
-	case err := <-serverErr:
-		return err
-	case err := <-agents.exited:
-		fmt.Fprintf(stderr, "an agent exited: %v; stopping the cluster\n", err)
+	// An agent that dies (killed to try failover, say) does not stop the
+	// cluster: its node goes down, is fenced, and its groups move on.
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(stdout, "stopping...\n")
+			done = true
+		case err := <-serverErr:
+			return err
+		case err := <-agents.exited:
+			fmt.Fprintf(stderr, "%v; its node goes down and its resource groups fail over (the cluster goes on; Ctrl-C stops it)\n", err)
+		}
 	}
 	agents.stop()
 	stopServer()

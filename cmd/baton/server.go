@@ -118,7 +118,7 @@ func serve(ctx context.Context, cfg serverConfig, log *slog.Logger, ready func(a
 	}
 	detection := membership.FailoverConfig()
 	switch cfg.Detection {
-	case "probe":
+	case "", "probe":
 	case "timeout":
 		detection = membership.DefaultConfig()
 	default:
