@@ -404,7 +404,7 @@ func (a *Agent) handle(ctx context.Context, r *runner.Runner, m *nats.Msg) {
 	var st wire.WorkloadStatus
 	switch {
 	case cmd.Op == wire.OpStart && cmd.Workload.Group != nil:
-		st, err = a.startGroupResource(cctx, r, *cmd.Workload)
+		st, err = a.startGroupResource(cctx, r, *cmd.Workload, cmd.Epoch)
 	case cmd.Op == wire.OpStart:
 		st, err = r.Start(cctx, *cmd.Workload)
 	case cmd.Op == wire.OpStop:

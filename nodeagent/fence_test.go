@@ -15,12 +15,17 @@ func TestFenceVerdict(t *testing.T) {
 	minority := wire.Beacon{Leader: "s1", Epoch: 4, Quorate: false}
 	const after = 6 * time.Second
 
-	// event is something that happens to the agent at a time; a nil beacon
-	// with epoch > 0 is a self-fence command.
+	newLeader := wire.Beacon{Leader: "s2", Epoch: 9, Quorate: false}
+	newLeaderQuorate := wire.Beacon{Leader: "s2", Epoch: 9, Quorate: true}
+
+	// event is something that happens to the agent at a time: a beacon, a
+	// self-fence command (order: its epoch) or a start of a group resource
+	// (start: its epoch).
 	type event struct {
 		at     time.Duration
 		beacon *wire.Beacon
 		order  uint64
+		start  uint64
 	}
 	tests := []struct {
 		name    string
@@ -40,15 +45,27 @@ func TestFenceVerdict(t *testing.T) {
 		{"an order also holds within the start grace", []event{{at: 0, order: 4}}, time.Second, true, "ordered it"},
 		{"a quorate beacon lifts an order", []event{{at: 2 * time.Second, order: 4}, {at: 3 * time.Second, beacon: &quorate}}, 3 * time.Second, false, ""},
 		{"a quorate beacon lifts the silence", []event{{at: 7 * time.Second, beacon: &quorate}}, 7 * time.Second, false, ""},
-		{"a beacon without quorum does not count as heard", []event{{at: 4 * time.Second, beacon: &minority}}, 4 * time.Second, true, "no quorum"},
+		{"a beacon without quorum does not count as heard", []event{{at: time.Second, beacon: &quorate}, {at: 4 * time.Second, beacon: &minority}}, 4 * time.Second, true, "no quorum"},
+		{"a new leader not yet quorate does not fence at once", []event{{at: time.Second, beacon: &quorate}, {at: 3 * time.Second, beacon: &newLeader}}, 3 * time.Second, false, ""},
+		{"a new leader that stays without quorum fences by silence", []event{{at: time.Second, beacon: &quorate}, {at: 3 * time.Second, beacon: &newLeader}, {at: 6 * time.Second, beacon: &newLeader}}, 7 * time.Second, true, "no quorate beacon from a leader for 6s"},
+		{"a new leader that was quorate and lost it fences at once", []event{{at: time.Second, beacon: &newLeaderQuorate}, {at: 2 * time.Second, beacon: &newLeader}}, 2 * time.Second, true, "s2 (epoch 9) reports that its partition has no quorum"},
+		{"an agent that never heard a quorate leader waits for silence", []event{{at: time.Second, beacon: &minority}}, 5 * time.Second, false, ""},
+		{"a group start is a quorate word", []event{{at: 7 * time.Second, start: 4}}, 8 * time.Second, false, ""},
+		{"a group start of a new leader lifts an order", []event{{at: time.Second, order: 4}, {at: 2 * time.Second, start: 9}}, 2 * time.Second, false, ""},
+		{"a group start does not lift its own leader's order", []event{{at: time.Second, beacon: &quorate}, {at: 2 * time.Second, beacon: &minority}, {at: 3 * time.Second, start: 4}}, 3 * time.Second, true, "no quorum"},
+		{"nor its self-fence command", []event{{at: time.Second, order: 4}, {at: 2 * time.Second, start: 4}}, 2 * time.Second, true, "ordered it"},
+		{"after a new leader's start, its beacon without quorum fences", []event{{at: time.Second, start: 9}, {at: 2 * time.Second, beacon: &newLeader}}, 2 * time.Second, true, "no quorum"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := fenceState{started: t0}
 			for _, e := range tc.events {
-				if e.beacon != nil {
+				switch {
+				case e.beacon != nil:
 					s.beacon(*e.beacon, at(e.at))
-				} else {
+				case e.start != 0:
+					s.groupStart(e.start, at(e.at))
+				default:
 					s.command(e.order)
 				}
 			}

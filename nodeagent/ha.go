@@ -146,6 +146,10 @@ func (a *Agent) fenceLoop(ctx context.Context, r *runner.Runner) {
 // resource that runs. It returns when they are dead (or the round failed;
 // the next one tries again).
 func (a *Agent) enforceFence(ctx context.Context, r *runner.Runner) {
+	// Held from the verdict to the end of the kills: a start that lifted
+	// the fence must not be killed by a verdict taken before it.
+	a.fence.startMu.Lock()
+	defer a.fence.startMu.Unlock()
 	fenced, changed, why := a.fence.verdict(a.clock.Now())
 	switch {
 	case changed && fenced:
@@ -156,8 +160,6 @@ func (a *Agent) enforceFence(ctx context.Context, r *runner.Runner) {
 	if !fenced {
 		return
 	}
-	a.fence.startMu.Lock()
-	defer a.fence.startMu.Unlock()
 	// A fence must hold even while the agent shuts down.
 	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fenceKillTimeout)
 	defer cancel()
@@ -185,11 +187,18 @@ func (a *Agent) selfFenceOrdered(ctx context.Context, r *runner.Runner, epoch ui
 	a.enforceFence(ctx, r)
 }
 
-// startGroupResource starts a group resource unless the agent is
-// self-fenced.
-func (a *Agent) startGroupResource(ctx context.Context, r *runner.Runner, spec wire.WorkloadSpec) (wire.WorkloadStatus, error) {
+// startGroupResource starts a group resource for the leader of epoch
+// (already admitted) unless the agent is self-fenced. The start itself ends
+// a silence (see fenceState.groupStart); what still refuses it is an order
+// of that leader (a beacon without quorum, the self-fence command) that no
+// quorate beacon has lifted.
+func (a *Agent) startGroupResource(ctx context.Context, r *runner.Runner, spec wire.WorkloadSpec, epoch uint64) (wire.WorkloadStatus, error) {
 	a.fence.startMu.Lock()
 	defer a.fence.startMu.Unlock()
+	a.fence.mu.Lock()
+	a.fence.state.groupStart(epoch, a.clock.Now())
+	a.fence.mu.Unlock()
+	a.fence.poke()
 	if fenced, why := a.fence.peek(a.clock.Now()); fenced {
 		err := fmt.Errorf("%w: %s; group resources start again once a quorate leader beacon arrives (check the servers and this node's connection to NATS)", ErrSelfFenced, why)
 		return wire.WorkloadStatus{ID: spec.ID, Name: spec.Name, State: wire.StateFailed, Error: err.Error(),

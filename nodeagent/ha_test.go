@@ -250,13 +250,13 @@ func TestSelfFence(t *testing.T) {
 		if !alive(web.HostPID) || len(cgroupProcs(t, node, "web")) == 0 {
 			t.Errorf("the plain workload web did not survive the self-fence")
 		}
-		r := request(t, nc, node, leaderStart(resource("db-2")))
-		if !strings.HasPrefix(r.Error, "self-fenced: ") || r.Status == nil || r.Status.State != wire.StateFailed {
-			t.Errorf("start of a group resource while fenced: %+v (status %+v), want a self-fenced error", r, r.Status)
-		}
-		startOK(wire.WorkloadSpec{ID: "web-2", Command: []string{"sleep", "1000"}})
-		if r := request(t, nc, node, leaderStop("web-2")); r.Error != "" {
-			t.Fatal(r.Error)
+		// A start from the leader ends the silence (the group engine starts
+		// only while quorate), until the silence has lasted again.
+		started := time.Now()
+		startOK(resource("db-1b"))
+		fencedAway("db-1b", "no quorate beacon from a leader for")
+		if time.Since(started) < after {
+			t.Errorf("db-1b fenced before SelfFenceAfter had passed since its start")
 		}
 	})
 
@@ -266,9 +266,20 @@ func TestSelfFence(t *testing.T) {
 		startOK(resource("db-2"))
 	})
 
-	t.Run("a beacon without quorum fences at once", func(t *testing.T) {
+	t.Run("a beacon without quorum fences at once and refuses group starts", func(t *testing.T) {
 		beacons.set(beaconEpoch, false)
 		fencedAway("db-2", "has no quorum")
+		r := request(t, nc, node, leaderStart(resource("db-5")))
+		if !strings.HasPrefix(r.Error, "self-fenced: ") || !strings.Contains(r.Error, "no quorum") || r.Status == nil || r.Status.State != wire.StateFailed {
+			t.Errorf("start of a group resource while fenced: %+v (status %+v), want a self-fenced error", r, r.Status)
+		}
+		if len(cgroupProcs(t, node, "db-5")) != 0 {
+			t.Error("the refused db-5 runs")
+		}
+		startOK(wire.WorkloadSpec{ID: "web-2", Command: []string{"sleep", "1000"}}) // plain: allowed
+		if r := request(t, nc, node, leaderStop("web-2")); r.Error != "" {
+			t.Fatal(r.Error)
+		}
 		beacons.set(beaconEpoch, true)
 		notFenced()
 	})
@@ -285,6 +296,9 @@ func TestSelfFence(t *testing.T) {
 			t.Errorf("db-3's cgroup holds %v after the self-fence command was answered", pids)
 		}
 		fencedAway("db-3", "ordered it")
+		if r := request(t, nc, node, leaderStart(resource("db-6"))); !strings.Contains(r.Error, "self-fenced: the leader (epoch 5) ordered it") {
+			t.Errorf("start of a group resource after the self-fence command: %+v, want it refused", r)
+		}
 		stale := request(t, nc, node, wire.Encode(wire.Command{V: wire.Version, Op: wire.OpSelfFence, Epoch: beaconEpoch - 1}))
 		if !strings.Contains(stale.Error, "deposed leader") {
 			t.Errorf("self-fence command of a deposed leader: %+v, want it refused", stale)
@@ -294,7 +308,7 @@ func TestSelfFence(t *testing.T) {
 	})
 
 	t.Run("a restarted agent keeps its group resources for SelfFenceAfter", func(t *testing.T) {
-		for _, id := range []string{"db-1", "db-2", "db-3"} {
+		for _, id := range []string{"db-1", "db-1b", "db-2", "db-3"} {
 			if r := request(t, nc, node, leaderStop(id)); r.Error != "" {
 				t.Fatal(r.Error)
 			}

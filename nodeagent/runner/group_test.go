@@ -118,6 +118,13 @@ func TestGroupResourceKill(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The exit that Stop caused is Stop's to report, not OnExit's: a
+	// server stopping a resource must not take its exit for a failure.
+	select {
+	case ex := <-exits:
+		t.Errorf("OnExit called for an exit caused by Stop: %+v", ex)
+	default:
+	}
 }
 
 func TestCommandRunsAsTheWorkload(t *testing.T) {

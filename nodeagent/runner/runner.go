@@ -63,7 +63,9 @@ type Config struct {
 	Logger       *slog.Logger  // default: discard
 	StopGrace    time.Duration // default DefaultStopGrace
 	// OnExit, if set, is called with a workload's final status when its
-	// process exits (not when the Runner closes). It must not block.
+	// process exits by itself or through Kill; not for an exit that a Stop
+	// in progress caused (Stop's return reports it), nor when the Runner
+	// closes. It must not block.
 	OnExit func(wire.WorkloadStatus)
 }
 
@@ -537,19 +539,18 @@ func (r *Runner) watch(w *workload) {
 		}
 	}
 	res := reap(w.pidfd)
-	r.recordExit(w, res)
-	if r.cfg.OnExit != nil {
-		r.mu.Lock()
-		st := w.rec.Status
-		st.Group = w.rec.Spec.Group
-		r.mu.Unlock()
+	st, byStop := r.recordExit(w, res)
+	if r.cfg.OnExit != nil && !byStop {
 		r.cfg.OnExit(st)
 	}
 }
 
-func (r *Runner) recordExit(w *workload, res exitResult) {
+// recordExit records w's exit and returns its final status and whether a
+// Stop in progress caused it.
+func (r *Runner) recordExit(w *workload, res exitResult) (_ wire.WorkloadStatus, byStop bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	byStop = w.stopping != nil && w.killReason == ""
 	unix.Close(w.pidfd)
 	w.pidfd = -1
 	st := &w.rec.Status
@@ -577,12 +578,15 @@ func (r *Runner) recordExit(w *workload, res exitResult) {
 	}
 	close(w.exited)
 	r.log.Info("workload exited", "id", w.rec.Spec.ID, "pid", st.HostPID, "state", st.State, "error", st.Error)
+	final := *st
+	final.Group = w.rec.Spec.Group
 	if r.closed || r.wls[w.rec.Spec.ID] != w {
-		return
+		return final, byStop
 	}
 	if err := r.persistLocked(); err != nil {
 		r.log.Error("saving state after workload exit", "id", w.rec.Spec.ID, "err", err)
 	}
+	return final, byStop
 }
 
 // persistLocked saves the state file. r.mu must be held.
