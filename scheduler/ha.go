@@ -351,6 +351,9 @@ func (s *Server) groupReportsLocked(hb wire.Heartbeat) (acts []groups.Action, or
 			}
 			continue
 		}
+		if g.Resources[i] == groups.ResStopping {
+			continue // it exits because it is being stopped; the stop's answer tells
+		}
 		key := hb.Node + "/" + r.ID
 		run, known := s.ha.runs[key]
 		if !known {

@@ -121,7 +121,9 @@ func waitFor(t *testing.T, timeout time.Duration, what string, f func() bool) {
 
 func TestOneLeaderAndHandover(t *testing.T) {
 	url := startNATS(t)
-	ttl := 800 * time.Millisecond
+	// Long enough that a handover by resignation (about a tick) and one by
+	// expiry (a TTL) stay apart on a loaded machine.
+	ttl := 2 * time.Second
 	tl := &timeline{spans: map[string][][2]time.Time{}}
 	type member struct {
 		nc     *nats.Conn
@@ -148,7 +150,7 @@ func TestOneLeaderAndHandover(t *testing.T) {
 		t.Cleanup(func() { cancel(); <-m.done })
 	}
 	waitFor(t, 5*time.Second, "one leader", func() bool { return len(tl.leaders()) == 1 })
-	time.Sleep(2 * ttl) // renewals keep the same leader
+	time.Sleep(ttl + ttl/2) // renewals keep the same leader
 	if l := tl.leaders(); len(l) != 1 {
 		t.Fatalf("leaders = %v, want exactly one", l)
 	}
