@@ -291,6 +291,12 @@ func (c *cluster) killWorkloads() {
 
 func (c *cluster) eventually(timeout time.Duration, what string, f func() error) {
 	c.t.Helper()
+	eventually(c.t, timeout, what, f)
+}
+
+// eventually polls f every 100 ms until it returns nil, failing t after timeout.
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		err := f()
@@ -298,7 +304,7 @@ func (c *cluster) eventually(timeout time.Duration, what string, f func() error)
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out after %s waiting until %s: %v", timeout, what, err)
+			t.Fatalf("timed out after %s waiting until %s: %v", timeout, what, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

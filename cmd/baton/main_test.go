@@ -52,6 +52,8 @@ func TestBadUsageSaysWhatIsWrong(t *testing.T) {
 		{"migrate without a workload", []string{"migrate"}, 2, "name the workload to move"},
 		{"migrate with an unreachable API", []string{"migrate", "web", "--api", "http://127.0.0.1:1"}, 1, "cannot reach the Baton API"},
 		{"bad strategy", []string{"server", "--strategy", "random", "--data-dir", os.TempDir()}, 1, "--strategy"},
+		{"witness on a bad address", []string{"witness", "--listen", "256.0.0.1:1", "--data-dir", os.TempDir()}, 1, "--listen 256.0.0.1:1"},
+		{"witness with a stray argument", []string{"witness", "now"}, 2, `unexpected argument "now"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
