@@ -87,10 +87,14 @@ func TestLiveMigrationThereAndBack(t *testing.T) {
 	c.mustDo("POST", "/v1/workloads", counterWorkload("counter", dir), 201).decode(t, &w)
 	c.waitCount(dir, 5)
 
-	hops := []string{c.node(2), c.node(3), w.Node}
-	if w.Node == c.node(2) {
-		hops = []string{c.node(1), c.node(3), w.Node}
+	// To each of the two other nodes in turn, then home.
+	var hops []string
+	for i := 1; i <= 3; i++ {
+		if c.node(i) != w.Node {
+			hops = append(hops, c.node(i))
+		}
 	}
+	hops = append(hops, w.Node)
 	pid := w.HostPID
 	for _, to := range hops {
 		before := len(readCounts(t, dir))
