@@ -295,7 +295,7 @@ func (c *cluster) eventually(timeout time.Duration, what string, f func() error)
 }
 
 // eventually polls f every 100 ms until it returns nil, failing t after timeout.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
