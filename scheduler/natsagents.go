@@ -153,6 +153,7 @@ func (s *Server) Run(ctx context.Context, nc *nats.Conn, tick time.Duration) err
 			}
 		case <-ticker.C:
 			s.Tick()
+			s.Rebalance(ctx)
 		case <-beacon.C:
 			if b, ok := s.Beacon(); ok {
 				if err := nc.Publish(wire.SubjectBeacon, wire.Encode(b)); err != nil {

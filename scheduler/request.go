@@ -49,7 +49,16 @@ type WorkloadRequest struct {
 	Resources   wire.Resources    `json:"resources"`
 	Constraints store.Constraints `json:"constraints"`
 	Strategy    string            `json:"strategy,omitempty"`
+	// Priority (MinPriority..MaxPriority, default 0): the higher, the
+	// costlier to disturb; the rebalancer moves lower priorities first.
+	Priority int `json:"priority,omitempty"`
 }
+
+// Bounds of WorkloadRequest.Priority.
+const (
+	MinPriority = -100
+	MaxPriority = 100
+)
 
 // Validate checks a request and says what is wrong with it, wrapping ErrInvalid.
 func (r WorkloadRequest) Validate() error {
@@ -75,6 +84,8 @@ func (r WorkloadRequest) Validate() error {
 		return bad("cpu_millis %d is absurd (at most %d): 1000 means one core", r.Resources.CPUMillis, maxCPUMillis)
 	case r.Resources.MemoryMB > maxMemoryMB:
 		return bad("memory_mb %d is absurd (at most %d): the unit is MiB, not bytes", r.Resources.MemoryMB, maxMemoryMB)
+	case r.Priority < MinPriority || r.Priority > MaxPriority:
+		return bad("priority %d is out of range: use %d to %d (default 0; higher is costlier to move)", r.Priority, MinPriority, MaxPriority)
 	case r.Strategy != "" && r.Strategy != string(placement.BinPack) && r.Strategy != string(placement.Spread):
 		return bad(`strategy %q is unknown: use "binpack" or "spread"`, r.Strategy)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/batonhq/baton/failover/groups"
 	"github.com/batonhq/baton/failover/membership"
 	"github.com/batonhq/baton/placement"
+	"github.com/batonhq/baton/placement/rebalance"
 	"github.com/batonhq/baton/scheduler/store"
 	"github.com/batonhq/baton/wire"
 )
@@ -57,6 +58,10 @@ type Config struct {
 	// ignores liveness beats: the classic heartbeat-timeout detection,
 	// kept as the failover benchmark's baseline.
 	TimeoutDetection bool
+	// Rebalance is the rebalancer's policy (zero: rebalance.DefaultLevel's);
+	// NodeStore keeps drains (nil: in memory only). See rebalance.go, drain.go.
+	Rebalance rebalance.Policy
+	NodeStore store.NodeStore
 }
 
 // NodeView is a node as the API shows it.
@@ -70,6 +75,7 @@ type NodeView struct {
 	Reserved      wire.Resources    `json:"reserved"`
 	Workloads     int               `json:"workloads"`
 	LastHeartbeat time.Time         `json:"last_heartbeat"`
+	Drain         string            `json:"drain,omitempty"` // DrainDraining or DrainDrained
 }
 
 // nodeReport is the last heartbeat of a node.
@@ -98,6 +104,7 @@ type Server struct {
 	migrationOrder []string // migration ids, oldest first
 
 	ha haState // failover (ha.go)
+	rb *rebalancer // see rbLocked
 }
 
 // New returns a server; call Load before serving.
@@ -135,6 +142,9 @@ func (s *Server) Load(ctx context.Context) error {
 	list, err := s.cfg.Store.List(ctx)
 	if err != nil {
 		return fmt.Errorf("scheduler: loading workloads: %w", err)
+	}
+	if err := s.loadNodeRecords(ctx); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -227,6 +237,7 @@ func (s *Server) HandleHeartbeat(ctx context.Context, hb wire.Heartbeat) {
 		groupActs = s.transitionsLocked(s.members.Heartbeat(hb.Node, time.Duration(hb.IntervalMS)*time.Millisecond, now))
 	}
 	s.reports[hb.Node] = nodeReport{hb: hb}
+	s.observeHeatLocked(hb)
 	if !s.leader {
 		s.mu.Unlock()
 		return // followers keep their node table warm but never act
@@ -435,8 +446,8 @@ func (s *Server) placementNodesLocked() []placement.Node {
 		hb := s.reports[m.Name].hb
 		out = append(out, placement.Node{
 			Name:      m.Name,
-			Ready:     m.State == membership.Running,
-			State:     string(m.State),
+			Ready:     m.State == membership.Running && !s.drainedLocked(m.Name),
+			State:     cmp.Or(s.drainStateLocked(m.Name, 1), string(m.State)),
 			Labels:    hb.Labels,
 			Capacity:  placement.Resources{CPUMillis: hb.Capacity.CPUMillis, MemoryMB: hb.Capacity.MemoryMB},
 			Headroom:  placement.Resources{CPUMillis: hb.Headroom.CPUMillis, MemoryMB: hb.Headroom.MemoryMB},
@@ -459,9 +470,13 @@ func (s *Server) reservationsLocked() (map[string]placement.Resources, map[strin
 			if node == "" {
 				continue
 			}
+			add := placement.Resources{CPUMillis: w.Resources.CPUMillis, MemoryMB: w.Resources.MemoryMB}
+			if node == w.MigrationTarget {
+				add = s.migrationReserveLocked(w)
+			}
 			r := reserved[node]
-			r.CPUMillis += w.Resources.CPUMillis
-			r.MemoryMB += w.Resources.MemoryMB
+			r.CPUMillis += add.CPUMillis
+			r.MemoryMB += add.MemoryMB
 			reserved[node] = r
 			names[node] = append(names[node], w.Name)
 		}
@@ -512,7 +527,7 @@ func (s *Server) CreateWorkload(ctx context.Context, req WorkloadRequest) (store
 	}
 	w := store.Workload{
 		ID: newID(), Name: req.Name, Kind: kind, Command: req.Command, Env: req.Env, Workdir: req.Workdir,
-		Resources: req.Resources, Constraints: req.Constraints, Strategy: string(dec.Strategy),
+		Resources: req.Resources, Constraints: req.Constraints, Strategy: string(dec.Strategy), Priority: req.Priority,
 		Desired: store.DesiredRunning, Node: dec.Node, State: wire.StateStarting,
 		CreatedAt: now, UpdatedAt: now,
 	}
@@ -629,6 +644,7 @@ func (s *Server) Nodes() []NodeView {
 			Capacity: hb.Capacity, Headroom: hb.Headroom,
 			Reserved:  wire.Resources{CPUMillis: r.CPUMillis, MemoryMB: r.MemoryMB},
 			Workloads: len(names[m.Name]), LastHeartbeat: m.LastHeartbeat,
+			Drain: s.drainStateLocked(m.Name, len(names[m.Name])),
 		})
 	}
 	return out

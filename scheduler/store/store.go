@@ -37,6 +37,9 @@ type Workload struct {
 	Resources   wire.Resources    `json:"resources"`
 	Constraints Constraints       `json:"constraints"`
 	Strategy    string            `json:"strategy,omitempty"`
+	// Priority: the higher, the costlier to disturb; the rebalancer moves
+	// workloads of lower priority first.
+	Priority int `json:"priority,omitempty"`
 
 	Desired  string `json:"desired"`
 	Node     string `json:"node"`
