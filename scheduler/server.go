@@ -103,7 +103,7 @@ type Server struct {
 	migrations     map[string]*migrationRun
 	migrationOrder []string // migration ids, oldest first
 
-	ha haState // failover (ha.go)
+	ha haState     // failover (ha.go)
 	rb *rebalancer // see rbLocked
 }
 

@@ -29,7 +29,7 @@ var commands = []command{
 	{"status", "show nodes with their headroom, workloads with their state, and migrations", runStatus},
 	{"migrate", "move a running workload to another node, alive (CRIU)", runMigrate},
 	{"group", "manage resource groups: create, list, show, delete, move, reset", runGroup},
-	{"node", "operate on a node: fence, votes", runNode},
+	{"node", "operate on a node: drain, undrain, fence, votes", runNode},
 	{"witness", "run a quorum witness: one lease per cluster, for a two-node cluster's tie-break vote", runWitness},
 	{"version", "print Baton's version", runVersion},
 }

@@ -29,6 +29,14 @@ func TestEveryCommandHasHelp(t *testing.T) {
 			}
 		})
 	}
+	for _, c := range nodeVerbs {
+		t.Run("node "+c.name, func(t *testing.T) {
+			var out bytes.Buffer
+			if code := run([]string{"node", c.name, "--help"}, &out, &out); code != 0 || !strings.Contains(out.String(), "Usage: baton node "+c.name) {
+				t.Errorf("baton node %s --help: exit %d\n%s", c.name, code, out.String())
+			}
+		})
+	}
 	var out bytes.Buffer
 	if code := run([]string{"help"}, &out, &out); code != 0 || !strings.Contains(out.String(), "dev") {
 		t.Errorf("baton help: exit %d\n%s", code, out.String())
@@ -54,6 +62,11 @@ func TestBadUsageSaysWhatIsWrong(t *testing.T) {
 		{"bad strategy", []string{"server", "--strategy", "random", "--data-dir", os.TempDir()}, 1, "--strategy"},
 		{"witness on a bad address", []string{"witness", "--listen", "256.0.0.1:1", "--data-dir", os.TempDir()}, 1, "--listen 256.0.0.1:1"},
 		{"witness with a stray argument", []string{"witness", "now"}, 2, `unexpected argument "now"`},
+		{"bad rebalance level", []string{"server", "--rebalance", "wild", "--data-dir", os.TempDir()}, 1, "--rebalance"},
+		{"bad rebalance resource", []string{"server", "--rebalance-on", "disk", "--data-dir", os.TempDir()}, 1, "--rebalance-on"},
+		{"drain without a node", []string{"node", "drain"}, 2, "give the node's name"},
+		{"drain with an unreachable API", []string{"node", "drain", "n1", "--api", "http://127.0.0.1:1"}, 1, "cannot reach the Baton API"},
+		{"undrain with an unreachable API", []string{"node", "undrain", "n1", "--api", "http://127.0.0.1:1"}, 1, "cannot reach the Baton API"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -72,7 +85,7 @@ func TestRenderStatusGolden(t *testing.T) {
 		{Name: "node-1", State: "running", Capacity: wire.Capacity{CPUs: 2, CPUMillis: 2000, MemoryMB: 24576},
 			Headroom: wire.Headroom{CPUMillis: 1500, MemoryMB: 20480, Load1: 0.42}, Reserved: wire.Resources{CPUMillis: 250, MemoryMB: 128},
 			Workloads: 1, LastHeartbeat: now.Add(-300 * time.Millisecond)},
-		{Name: "node-2", State: "down", Capacity: wire.Capacity{CPUs: 2, CPUMillis: 2000, MemoryMB: 24576},
+		{Name: "node-2", State: "down", Drain: "draining", Capacity: wire.Capacity{CPUs: 2, CPUMillis: 2000, MemoryMB: 24576},
 			Headroom: wire.Headroom{CPUMillis: 200, MemoryMB: 2048, Load1: 3.1}, LastHeartbeat: now.Add(-9 * time.Second)},
 	}
 	exit := 1

@@ -13,6 +13,8 @@ import (
 
 // nodeVerbs are the operator's commands on one node.
 var nodeVerbs = []subcommand{
+	{"drain", "stop placing workloads on a node and move every workload off it, live (see drain.go)", nodeDrain},
+	{"undrain", "let a drained node take workloads again", nodeUndrain},
 	{"fence", "power a node off through its fence devices (or confirm it is off)", nodeFence},
 	{"votes", "change a node's quorum votes at run time", nodeVotes},
 }

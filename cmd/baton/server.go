@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -20,6 +21,7 @@ import (
 	"github.com/batonhq/baton/failover/quorum"
 	"github.com/batonhq/baton/natsbus"
 	"github.com/batonhq/baton/placement"
+	"github.com/batonhq/baton/placement/rebalance"
 	"github.com/batonhq/baton/scheduler"
 	"github.com/batonhq/baton/scheduler/httpapi"
 	"github.com/batonhq/baton/scheduler/lease"
@@ -41,6 +43,9 @@ type serverConfig struct {
 	ExpectedVotes int  // the full cluster's node votes; 0: the nodes seen
 	WaitForAll    bool // a fresh cluster waits until every expected vote was live once
 	Detection     string
+	// Rebalance is the rebalancing level (empty: rebalance.DefaultLevel),
+	// RebalanceOn the measured resources it watches (empty: memory,cpu).
+	Rebalance, RebalanceOn string
 }
 
 func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -61,6 +66,8 @@ replicated JetStream in production).`, stderr)
 	fs.IntVar(&cfg.ExpectedVotes, "expected-votes", 0, "node votes of the whole cluster for quorum (0: the votes of every node ever seen)")
 	fs.StringVar(&cfg.Detection, "failure-detection", "probe", `how a dead node is detected: "probe" (250 ms liveness beats; after 750 ms of silence a direct probe must fail) or "timeout" (classic: silence of the 1 s heartbeats for 6 s; the failover benchmark's baseline)`)
 	fs.BoolVar(&cfg.WaitForAll, "wait-for-all", false, "on first start, stay inquorate until every expected vote has been live at once")
+	fs.StringVar(&cfg.Rebalance, "rebalance", string(rebalance.DefaultLevel), "move workloads off hot nodes by live migration: off, conservative (hot under 10% free for 5 reports, one migration at a time) or aggressive (20% free, 3 reports, up to 4 at once); drains work whatever the level")
+	fs.StringVar(&cfg.RebalanceOn, "rebalance-on", "memory,cpu", "the measured resources that make a node hot: memory,cpu, memory or cpu (several agents on one machine share its CPU: use memory)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -74,10 +81,29 @@ replicated JetStream in production).`, stderr)
 	})
 }
 
+// rebalancePolicy builds the rebalancer's policy from --rebalance and
+// --rebalance-on; empty values take the defaults.
+func rebalancePolicy(level, on string) (rebalance.Policy, error) {
+	p, err := rebalance.PolicyFor(rebalance.Level(cmp.Or(level, string(rebalance.DefaultLevel))))
+	if err != nil {
+		return p, fmt.Errorf("--rebalance %q: use off, conservative or aggressive", level)
+	}
+	if on != "" {
+		if err := p.ParseWatch(on); err != nil {
+			return p, fmt.Errorf("--rebalance-on %q: use memory,cpu, memory or cpu", on)
+		}
+	}
+	return p, nil
+}
+
 // serve runs a server until ctx ends. ready is called once the API listens.
 func serve(ctx context.Context, cfg serverConfig, log *slog.Logger, ready func(api, natsURL string)) error {
 	if cfg.Strategy != string(placement.BinPack) && cfg.Strategy != string(placement.Spread) {
 		return fmt.Errorf("--strategy %q: use binpack or spread", cfg.Strategy)
+	}
+	policy, err := rebalancePolicy(cfg.Rebalance, cfg.RebalanceOn)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w (choose another with --data-dir)", err)
@@ -102,6 +128,12 @@ func serve(ctx context.Context, cfg serverConfig, log *slog.Logger, ready func(a
 
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	kv, err := store.OpenKV(openCtx, nc, cfg.KVReplicas)
+	cancel()
+	if err != nil {
+		return err
+	}
+	openCtx, cancel = context.WithTimeout(ctx, 30*time.Second)
+	nodesKV, err := store.OpenNodesKV(openCtx, nc, cfg.KVReplicas)
 	cancel()
 	if err != nil {
 		return err
@@ -140,6 +172,7 @@ func serve(ctx context.Context, cfg serverConfig, log *slog.Logger, ready func(a
 		Store: kv, Agents: scheduler.NATSAgents{NC: nc, Epoch: func() uint64 { return srv.Epoch() }}, Logger: log,
 		DefaultStrategy: placement.Strategy(cfg.Strategy), AwaitLeadership: true,
 		Membership: detection, TimeoutDetection: cfg.Detection == "timeout", Name: cfg.Name, HA: ha,
+		Rebalance: policy, NodeStore: nodesKV,
 	})
 	if err := srv.Load(ctx); err != nil {
 		return err

@@ -139,10 +139,14 @@ func renderStatus(w io.Writer, api, leadership string, now time.Time, nodes []sc
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tSTATE\tCPU USED\tMEMORY USED\tLOAD1\tRESERVED\tWORKLOADS\tLAST HEARTBEAT")
 	for _, n := range nodes {
+		state := n.State
+		if n.Drain != "" {
+			state += " (" + n.Drain + ")"
+		}
 		cpuUsed := 1 - ratio(n.Headroom.CPUMillis, n.Capacity.CPUMillis)
 		memUsed := 1 - ratio(n.Headroom.MemoryMB, n.Capacity.MemoryMB)
 		fmt.Fprintf(tw, "%s\t%s\t%s %3.0f%% of %d\t%s %s/%s\t%.2f\t%dm %s\t%d\t%s ago\n",
-			n.Name, n.State,
+			n.Name, state,
 			bar(cpuUsed), cpuUsed*100, n.Capacity.CPUs,
 			bar(memUsed), gib(n.Capacity.MemoryMB-n.Headroom.MemoryMB), gib(n.Capacity.MemoryMB),
 			n.Headroom.Load1, n.Reserved.CPUMillis, mib(n.Reserved.MemoryMB), n.Workloads,

@@ -40,6 +40,10 @@ type Cluster interface {
 	StartMigration(ctx context.Context, idOrName string, req scheduler.MigrationRequest) (scheduler.MigrationView, error)
 	Migrations() []scheduler.MigrationView
 	Migration(id string) (scheduler.MigrationView, error)
+	DrainNode(ctx context.Context, name string) (scheduler.NodeView, error)
+	UndrainNode(ctx context.Context, name string) (scheduler.NodeView, error)
+	PlanRebalance() scheduler.RebalancePlan
+	RebalanceEvents() []scheduler.RebalanceEvent
 
 	CreateGroup(ctx context.Context, req scheduler.GroupRequest) (scheduler.GroupView, error)
 	DeleteGroup(ctx context.Context, name string) (scheduler.GroupView, error)
@@ -144,6 +148,10 @@ func Handler(c Cluster, log *slog.Logger) http.Handler {
 	route("/v1/openapi.json", map[string]http.HandlerFunc{"GET": a.openapi})
 	route("/v1/nodes", map[string]http.HandlerFunc{"GET": a.listNodes})
 	route("/v1/nodes/{name}", map[string]http.HandlerFunc{"GET": a.getNode})
+	route("/v1/nodes/{name}/drain", map[string]http.HandlerFunc{"POST": a.nodeChange(a.c.DrainNode)})
+	route("/v1/nodes/{name}/undrain", map[string]http.HandlerFunc{"POST": a.nodeChange(a.c.UndrainNode)})
+	route("/v1/rebalance/plan", map[string]http.HandlerFunc{"GET": a.rebalancePlan})
+	route("/v1/rebalance/events", map[string]http.HandlerFunc{"GET": a.rebalanceEvents})
 	route("/v1/workloads", map[string]http.HandlerFunc{"GET": a.listWorkloads, "POST": a.createWorkload})
 	route("/v1/workloads/{id}", map[string]http.HandlerFunc{"GET": a.getWorkload, "DELETE": a.deleteWorkload})
 	route("/v1/workloads/{id}/migrate", map[string]http.HandlerFunc{"POST": a.migrate})
@@ -191,6 +199,30 @@ func (a *api) getNode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.reply(w, http.StatusOK, n)
+}
+
+// nodeChange serves an operator's action on a node (drain, undrain).
+func (a *api) nodeChange(change func(ctx context.Context, name string) (scheduler.NodeView, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		n, err := change(r.Context(), r.PathValue("name"))
+		if err != nil {
+			a.error(w, err)
+			return
+		}
+		a.reply(w, http.StatusOK, n)
+	}
+}
+
+func (a *api) rebalancePlan(w http.ResponseWriter, _ *http.Request) {
+	a.reply(w, http.StatusOK, a.c.PlanRebalance())
+}
+
+func (a *api) rebalanceEvents(w http.ResponseWriter, _ *http.Request) {
+	ev := a.c.RebalanceEvents()
+	if ev == nil {
+		ev = []scheduler.RebalanceEvent{}
+	}
+	a.reply(w, http.StatusOK, map[string]any{"events": ev})
 }
 
 func (a *api) listWorkloads(w http.ResponseWriter, _ *http.Request) {

@@ -28,6 +28,10 @@ var served = []route{
 	{"GET", "/v1/openapi.json"},
 	{"GET", "/v1/nodes"},
 	{"GET", "/v1/nodes/{name}"},
+	{"POST", "/v1/nodes/{name}/drain"},
+	{"POST", "/v1/nodes/{name}/undrain"},
+	{"GET", "/v1/rebalance/plan"},
+	{"GET", "/v1/rebalance/events"},
 	{"GET", "/v1/workloads"},
 	{"POST", "/v1/workloads"},
 	{"GET", "/v1/workloads/{id}"},
@@ -861,6 +865,16 @@ func TestOpenAPIResponses(t *testing.T) {
 		{"fence on a follower", follower, route{"POST", "/v1/nodes/{name}/fence"}, "/v1/nodes/n1/fence", ``, 503},
 		{"events", nil, route{"GET", "/v1/events"}, "/v1/events?since=2020-01-01T00:00:00Z", "", 200},
 		{"events bad since", nil, route{"GET", "/v1/events"}, "/v1/events?since=yesterday", "", 400},
+		// Last, as n2 takes no workload once drained.
+		{"drain", nil, route{"POST", "/v1/nodes/{name}/drain"}, "/v1/nodes/n2/drain", "", 200},
+		{"drain unknown", nil, route{"POST", "/v1/nodes/{name}/drain"}, "/v1/nodes/n9/drain", "", 404},
+		{"drain on a follower", follower, route{"POST", "/v1/nodes/{name}/drain"}, "/v1/nodes/n1/drain", "", 503},
+		{"nodes while draining", nil, route{"GET", "/v1/nodes"}, "", "", 200},
+		{"rebalance plan while draining", nil, route{"GET", "/v1/rebalance/plan"}, "", "", 200},
+		{"rebalance events", nil, route{"GET", "/v1/rebalance/events"}, "", "", 200},
+		{"undrain", nil, route{"POST", "/v1/nodes/{name}/undrain"}, "/v1/nodes/n2/undrain", "", 200},
+		{"undrain unknown", nil, route{"POST", "/v1/nodes/{name}/undrain"}, "/v1/nodes/n9/undrain", "", 404},
+		{"undrain on a follower", follower, route{"POST", "/v1/nodes/{name}/undrain"}, "/v1/nodes/n1/undrain", "", 503},
 	}
 	seen := map[string]bool{}
 	for _, tc := range cases {
@@ -926,6 +940,9 @@ func TestRequestSchemaAgreesWithServer(t *testing.T) {
 		{"absurd memory", `{"name":"web","command":["/bin/true"],"resources":{"memory_mb":16777217}}`, false},
 		{"unknown kind", `{"name":"web","kind":"vm","command":["/bin/true"]}`, false},
 		{"unknown strategy", `{"name":"web","command":["/bin/true"],"strategy":"random"}`, false},
+		{"priority", `{"name":"web","command":["/bin/true"],"priority":-100}`, true},
+		{"priority too high", `{"name":"web","command":["/bin/true"],"priority":101}`, false},
+		{"priority not an integer", `{"name":"web","command":["/bin/true"],"priority":1.5}`, false},
 		{"relative workdir", `{"name":"web","command":["/bin/true"],"workdir":"srv"}`, false},
 		{"node name with a dot", `{"name":"web","command":["/bin/true"],"constraints":{"nodes":["a.b"]}}`, false},
 		{"empty anti-affinity name", `{"name":"web","command":["/bin/true"],"constraints":{"anti_affinity":[""]}}`, false},
