@@ -212,12 +212,22 @@ type cluster struct {
 	agents  map[string]*proc
 	// serverArgs are extra flags for baton server (e.g. --fence-config).
 	serverArgs []string
+	// agentArgs are extra flags for every baton agent (e.g. --memory-mb).
+	agentArgs []string
 }
 
 func newCluster(t *testing.T, agents int) *cluster {
 	t.Helper()
+	return newClusterWith(t, agents, nil, nil)
+}
+
+// newClusterWith is newCluster with extra flags for the server and for
+// every agent.
+func newClusterWith(t *testing.T, agents int, serverArgs, agentArgs []string) *cluster {
+	t.Helper()
 	requirePrivileged(t)
-	c := &cluster{t: t, natsURL: startNATS(t), dataDir: t.TempDir(), prefix: "it" + uniq(), agents: map[string]*proc{}}
+	c := &cluster{t: t, natsURL: startNATS(t), dataDir: t.TempDir(), prefix: "it" + uniq(), agents: map[string]*proc{},
+		serverArgs: serverArgs, agentArgs: agentArgs}
 	c.apiAddr = freeAddr(t)
 	c.api = "http://" + c.apiAddr
 	c.startServer()
@@ -254,8 +264,8 @@ func (c *cluster) waitLeader(timeout time.Duration) {
 }
 
 func (c *cluster) startAgent(name string) {
-	c.agents[name] = startProc(c.t, "agent "+name, "agent", "--nats", c.natsURL, "--name", name,
-		"--data-dir", filepath.Join(c.dataDir, name), "--interval", "250ms", "--log-level", "debug")
+	c.agents[name] = startProc(c.t, "agent "+name, append([]string{"agent", "--nats", c.natsURL, "--name", name,
+		"--data-dir", filepath.Join(c.dataDir, name), "--interval", "250ms", "--log-level", "debug"}, c.agentArgs...)...)
 }
 
 // killWorkloads kills every process left in this test's cgroups, so a failed

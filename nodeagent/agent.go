@@ -42,6 +42,11 @@ type Config struct {
 	Labels  map[string]string // sent in every heartbeat (see ParseLabels)
 
 	Interval time.Duration // heartbeat interval; default DefaultInterval
+	// MemoryMB, when positive, makes the node a slice of the machine of
+	// this much memory (see sliceMemory): several nodes on one machine,
+	// or a node that leaves the rest of the machine to other work.
+	MemoryMB int64
+
 	// AliveInterval is the interval of the liveness beats (wire.Alive), which
 	// the server's failure detection follows; default DefaultAliveInterval.
 	AliveInterval time.Duration
@@ -128,6 +133,9 @@ func New(cfg Config) (*Agent, error) {
 	cfg.Labels = maps.Clone(cfg.Labels)
 	if cfg.Interval < 0 {
 		return nil, fmt.Errorf("nodeagent %s: negative heartbeat interval %v", cfg.Node, cfg.Interval)
+	}
+	if cfg.MemoryMB < 0 {
+		return nil, fmt.Errorf("nodeagent %s: negative memory size %d MiB", cfg.Node, cfg.MemoryMB)
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = DefaultInterval
@@ -328,6 +336,11 @@ func (a *Agent) heartbeat(ctx context.Context, nc *nats.Conn, s *metrics.Sampler
 		}
 	}
 	a.mons.sync(r.GroupResources())
+	workloads := r.List()
+	capacity, headroom := a.capacity, a.headroom
+	if a.cfg.MemoryMB > 0 {
+		capacity, headroom = sliceMemory(capacity, headroom, a.cfg.MemoryMB, workloads)
+	}
 	hb := wire.Heartbeat{
 		V:          wire.Version,
 		Node:       a.cfg.Node,
@@ -335,9 +348,9 @@ func (a *Agent) heartbeat(ctx context.Context, nc *nats.Conn, s *metrics.Sampler
 		SentAt:     a.clock.Now().UTC(),
 		IntervalMS: a.cfg.Interval.Milliseconds(),
 		Labels:     a.cfg.Labels,
-		Capacity:   a.capacity,
-		Headroom:   a.headroom,
-		Workloads:  r.List(),
+		Capacity:   capacity,
+		Headroom:   headroom,
+		Workloads:  workloads,
 		Features:   &a.features,
 
 		AliveIntervalMS: a.cfg.AliveInterval.Milliseconds(),

@@ -28,6 +28,7 @@ re-adopts them from the state in --data-dir.`, stderr)
 	fs.StringVar(&cfg.ProbeAddr, "probe-addr", nodeagent.DefaultProbeAddr, "host:port of the probe listener (port 0: a free one) that servers connect to before declaring this node down; use an address they can reach")
 	fs.StringVar(&cfg.MigrateAddr, "migrate-addr", nodeagent.DefaultMigrateAddr, "address of this node that live migrations' CRIU page servers listen on (a free port each); other nodes must reach it")
 	fs.StringVar(&cfg.CRIUPath, "criu", "", "the criu binary (default: criu on PATH; make deps installs 4.x in /usr/local/sbin)")
+	fs.Int64Var(&cfg.MemoryMB, "memory-mb", 0, "report this node as a slice of the machine with this much memory (MiB): free memory is then the slice minus the resident memory of this node's workloads (never more than the machine has). For several nodes on one machine; 0: the whole machine")
 	fs.BoolVar(&cfg.StopWorkloadsOnExit, "stop-workloads-on-exit", false, "stop every workload when the agent exits (baton dev uses this)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := parse(fs, args); err != nil {
