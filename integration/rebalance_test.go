@@ -169,6 +169,9 @@ func TestRebalanceMovesAWorkloadOffAHotNode(t *testing.T) {
 			t.Errorf("no %q event in %v", want, kinds)
 		}
 	}
+	for _, w := range []workload{hog, mover} {
+		c.mustDo("DELETE", "/v1/workloads/"+w.ID, nil, 200)
+	}
 }
 
 // TestDrainMovesEveryWorkloadOffAlive drains a node running two counters
@@ -242,5 +245,8 @@ func TestDrainMovesEveryWorkloadOffAlive(t *testing.T) {
 		"constraints": map[string]any{"nodes": []string{drained}}}, 201).decode(t, &pinned)
 	if pinned.Node != drained {
 		t.Errorf("after undrain the pinned workload went to %s", pinned.Node)
+	}
+	for _, w := range append(ws, pinned) {
+		c.mustDo("DELETE", "/v1/workloads/"+w.ID, nil, 200)
 	}
 }
