@@ -53,12 +53,12 @@ func TestMain(m *testing.M) {
 func leakCheck(code int) int {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		leaks := leakedProcesses()
+		leaks := append(leakedProcesses(), leakedNetworks()...)
 		if len(leaks) == 0 {
 			return code
 		}
 		if time.Now().After(deadline) {
-			fmt.Fprintf(os.Stderr, "leak check: processes outlived the tests:\n  %s\n", strings.Join(leaks, "\n  "))
+			fmt.Fprintf(os.Stderr, "leak check: processes or test networks outlived the tests:\n  %s\n", strings.Join(leaks, "\n  "))
 			for _, l := range leaks {
 				if pid, err := strconv.Atoi(strings.Fields(l)[0]); err == nil {
 					_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -104,7 +104,14 @@ func requirePrivileged(t testing.TB) {
 // startNATS runs an embedded NATS server with JetStream on a random loopback port.
 func startNATS(t testing.TB) string {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	return startNATSOn(t, "127.0.0.1")
+}
+
+// startNATSOn runs an embedded NATS server with JetStream on a random port of
+// host (an address of this machine: loopback, or a test network's bridge).
+func startNATSOn(t testing.TB, host string) string {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: host, Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,8 +168,14 @@ func (s *syncBuffer) String() string {
 
 func startProc(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(batonBin, args...)
+	return startCommand(t, name, exec.Command(batonBin, args...))
+}
+
+// startCommand starts cmd as a proc (its own process group, killed at
+// cleanup).
+func startCommand(t testing.TB, name string, cmd *exec.Cmd) *proc {
+	t.Helper()
+	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{}), cmd: cmd}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
@@ -214,6 +227,8 @@ type cluster struct {
 	serverArgs []string
 	// agentArgs are extra flags for every baton agent (e.g. --memory-mb).
 	agentArgs []string
+	// lab, if set, is the test network whose hosts the agents run in.
+	lab *netLab
 }
 
 func newCluster(t *testing.T, agents int) *cluster {
@@ -225,13 +240,34 @@ func newCluster(t *testing.T, agents int) *cluster {
 // every agent.
 func newClusterWith(t *testing.T, agents int, serverArgs, agentArgs []string) *cluster {
 	t.Helper()
+	return startCluster(t, agents, nil, serverArgs, agentArgs)
+}
+
+// newNetCluster is newClusterWith with every node a host of its own in a
+// test network (see netLab): NATS listens on the network's bridge, the
+// server runs in the host namespace, each agent in its node's namespace.
+func newNetCluster(t *testing.T, agents int, serverArgs, agentArgs []string) (*cluster, *netLab) {
+	t.Helper()
+	lab := newNetLab(t)
+	return startCluster(t, agents, lab, serverArgs, agentArgs), lab
+}
+
+func startCluster(t *testing.T, agents int, lab *netLab, serverArgs, agentArgs []string) *cluster {
+	t.Helper()
 	requirePrivileged(t)
-	c := &cluster{t: t, natsURL: startNATS(t), dataDir: t.TempDir(), prefix: "it" + uniq(), agents: map[string]*proc{},
-		serverArgs: serverArgs, agentArgs: agentArgs}
+	natsHost := "127.0.0.1"
+	if lab != nil {
+		natsHost = lab.bridgeIP
+	}
+	c := &cluster{t: t, natsURL: startNATSOn(t, natsHost), dataDir: t.TempDir(), prefix: "it" + uniq(), agents: map[string]*proc{},
+		serverArgs: serverArgs, agentArgs: agentArgs, lab: lab}
 	c.apiAddr = freeAddr(t)
 	c.api = "http://" + c.apiAddr
 	c.startServer()
 	for i := 1; i <= agents; i++ {
+		if lab != nil {
+			lab.addHost(c.node(i))
+		}
 		c.startAgent(c.node(i))
 	}
 	t.Cleanup(c.killWorkloads)
@@ -263,9 +299,17 @@ func (c *cluster) waitLeader(timeout time.Duration) {
 	})
 }
 
+// startAgent starts node name's agent: in its own network namespace when
+// the cluster has a test network (probed at its address there).
 func (c *cluster) startAgent(name string) {
-	c.agents[name] = startProc(c.t, "agent "+name, append([]string{"agent", "--nats", c.natsURL, "--name", name,
-		"--data-dir", filepath.Join(c.dataDir, name), "--interval", "250ms", "--log-level", "debug"}, c.agentArgs...)...)
+	args := append([]string{"agent", "--nats", c.natsURL, "--name", name,
+		"--data-dir", filepath.Join(c.dataDir, name), "--interval", "250ms", "--log-level", "debug"}, c.agentArgs...)
+	if h := c.lab.host(name); h != nil {
+		args = append(args, "--probe-addr", h.ip+":0")
+		c.agents[name] = startCommand(c.t, "agent "+name+" (in "+h.ns+")", h.command(append([]string{batonBin}, args...)...))
+		return
+	}
+	c.agents[name] = startProc(c.t, "agent "+name, args...)
 }
 
 // killWorkloads kills every process left in this test's cgroups, so a failed
