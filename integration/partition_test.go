@@ -10,16 +10,16 @@ import (
 	"time"
 )
 
-type event struct {
+type apiEvent struct {
 	At     time.Time `json:"at"`
 	Kind   string    `json:"kind"`
 	Node   string    `json:"node"`
 	Detail string    `json:"detail"`
 }
 
-func (c *cluster) events(since time.Time) []event {
+func (c *cluster) eventsSince(since time.Time) []apiEvent {
 	c.t.Helper()
-	var v struct{ Events []event }
+	var v struct{ Events []apiEvent }
 	c.mustDo("GET", "/v1/events?since="+url.QueryEscape(since.Format(time.RFC3339Nano)), nil, 200).decode(c.t, &v)
 	return v.Events
 }
@@ -93,13 +93,13 @@ func TestAPartitionedNodeGoesDownAndRejoins(t *testing.T) {
 		// The event log has the whole story in order: silence makes the
 		// node suspect, then (the probe failing) down.
 		var trail []string
-		for _, e := range c.events(since) {
+		for _, e := range c.eventsSince(since) {
 			if e.Kind == "node" && e.Node == cutNode || e.Kind == "probe" && e.Node == cutNode {
 				trail = append(trail, e.Kind+": "+e.Detail)
 			}
 		}
 		story := strings.Join(trail, "\n  ")
-		suspect, downAt := indexOf(trail, "running→suspect"), indexOf(trail, "suspect→down")
+		suspect, downAt := firstLineWith(trail, "running→suspect"), firstLineWith(trail, "suspect→down")
 		if suspect < 0 || downAt < 0 || suspect > downAt {
 			t.Fatalf("%s cut: the events for %s do not show running→suspect then suspect→down:\n  %s", how, cutNode, story)
 		}
@@ -116,7 +116,7 @@ func TestAPartitionedNodeGoesDownAndRejoins(t *testing.T) {
 			return nil
 		})
 		t.Logf("%s cut: down after %s (API showed %v), running %s after the heal; events:\n  %s",
-			how, down.Sub(since).Round(time.Millisecond), keys(seen), time.Since(down).Round(time.Millisecond), story)
+			how, down.Sub(since).Round(time.Millisecond), seenStates(seen), time.Since(down).Round(time.Millisecond), story)
 	}
 
 	if got := c.workload(w.ID); got.Node != cutNode || got.State != "running" || got.HostPID != w.HostPID || !alive(w.HostPID) {
@@ -124,7 +124,7 @@ func TestAPartitionedNodeGoesDownAndRejoins(t *testing.T) {
 	}
 }
 
-func indexOf(lines []string, sub string) int {
+func firstLineWith(lines []string, sub string) int {
 	for i, l := range lines {
 		if strings.Contains(l, sub) {
 			return i
@@ -133,7 +133,7 @@ func indexOf(lines []string, sub string) int {
 	return -1
 }
 
-func keys(m map[string]bool) []string {
+func seenStates(m map[string]bool) []string {
 	var out []string
 	for k := range m {
 		out = append(out, k)
