@@ -304,13 +304,18 @@ func linkExists(name string) bool {
 
 // disableIPv6 keeps IPv6 (router solicitations, duplicate address
 // detection) off the test network: only the lab's IPv4 traffic moves there.
+// /proc/sys/net belongs to the network namespace of whoever opens it, hence
+// the shell inside the namespace.
 func disableIPv6(t testing.TB, ns, dev string) {
 	t.Helper()
-	argv := []string{"sysctl", "-qw", "net.ipv6.conf." + dev + ".disable_ipv6=1"}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	if ns != "" {
-		cmd = (&netHost{ns: ns}).command(argv...)
+	knob := "/proc/sys/net/ipv6/conf/" + dev + "/disable_ipv6"
+	if ns == "" {
+		if err := os.WriteFile(knob, []byte("1"), 0o644); err != nil {
+			t.Fatalf("disabling IPv6 on %s: %v", dev, err)
+		}
+		return
 	}
+	cmd := (&netHost{ns: ns}).command("sh", "-c", "echo 1 > "+knob)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
 	}
@@ -399,6 +404,9 @@ func TestNetLabPartitionsAndCleansUp(t *testing.T) {
 			routes, err := ipOut("-n", h.ns, "-4", "route", "show", "table", "main")
 			if err != nil || strings.TrimSpace(routes) != lab.prefix.String()+" dev eth0 proto kernel scope link src "+h.ip {
 				t.Errorf("%s's routes = %q, %v; want only its subnet %s", h.name, routes, err, lab.prefix)
+			}
+			if v6, err := ipOut("-n", h.ns, "-6", "addr", "show", "dev", "eth0"); err != nil || strings.TrimSpace(v6) != "" {
+				t.Errorf("%s has IPv6 on eth0: %q, %v", h.name, v6, err)
 			}
 		}
 		for _, how := range []cutMode{cutLink, cutDrop} {
