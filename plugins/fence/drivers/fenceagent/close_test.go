@@ -27,7 +27,7 @@ func TestCloseDuringCallKillsAgent(t *testing.T) {
 	}
 	t.Cleanup(func() { p.Close() })
 	// random_sleep_range=60: fence_dummy sleeps 1 to 60 s before acting.
-	configured(t, p, map[string]string{"agent": "fence_dummy", "status_file": dummyFile(t, "on"), "host_list": "node1", "random_sleep_range": "60"})
+	configured(t, p, map[string]string{"agent": "fence_dummy", "status_file": fencetest.DummyStatusFile(t, "on"), "host_list": "node1", "random_sleep_range": "60"})
 
 	errc := make(chan error, 1)
 	go func() { errc <- p.Off(ctx, "node1") }()

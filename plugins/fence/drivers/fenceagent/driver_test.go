@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -14,18 +13,6 @@ import (
 	"github.com/batonhq/baton/plugins/fence/drivers/ipmi/ipmisim"
 	"github.com/batonhq/baton/plugins/fence/fencetest"
 )
-
-// dummyFile makes a fence_dummy status file holding state. No trailing
-// newline: fence_dummy compares the whole file with "on"/"off" and exits 1
-// on "off\n".
-func dummyFile(t *testing.T, state string) string {
-	t.Helper()
-	f := filepath.Join(t.TempDir(), "status")
-	if err := os.WriteFile(f, []byte(state), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
 
 func configured(t *testing.T, d fence.Driver, params map[string]string) fence.Driver {
 	t.Helper()
@@ -40,14 +27,14 @@ func configured(t *testing.T, d fence.Driver, params map[string]string) fence.Dr
 func TestConformanceFenceDummy(t *testing.T) {
 	t.Parallel()
 	fencetest.NeedTool(t, "fence_dummy")
-	status := dummyFile(t, "on")
+	status := fencetest.DummyStatusFile(t, "on")
 	params := map[string]string{"agent": "fence_dummy", "status_file": status, "host_list": "node1"}
 	fencetest.Run(t, func(t *testing.T) fence.Driver {
 		return configured(t, fenceagent.New(), params)
 	}, fencetest.Options{Target: "node1", Hanging: func(t *testing.T) fence.Driver {
 		// random_sleep_range=60: fence_dummy first sleeps 1 to 60 s.
 		return configured(t, fenceagent.New(), map[string]string{
-			"agent": "fence_dummy", "status_file": dummyFile(t, "on"), "host_list": "node1", "random_sleep_range": "60",
+			"agent": "fence_dummy", "status_file": fencetest.DummyStatusFile(t, "on"), "host_list": "node1", "random_sleep_range": "60",
 		})
 	}})
 }
@@ -65,7 +52,7 @@ func TestConformanceFenceDummyPlugin(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	status := dummyFile(t, "on")
+	status := fencetest.DummyStatusFile(t, "on")
 	configured(t, p, map[string]string{"agent": "fence_dummy", "status_file": status, "host_list": "node1"})
 	fencetest.Run(t, func(t *testing.T) fence.Driver { return p }, fencetest.Options{Target: "node1", Hanging: func(t *testing.T) fence.Driver {
 		// A second plugin process whose fence_dummy sleeps 1 to 60 s first.
@@ -75,7 +62,7 @@ func TestConformanceFenceDummyPlugin(t *testing.T) {
 		}
 		t.Cleanup(func() { h.Close() })
 		return configured(t, h, map[string]string{
-			"agent": "fence_dummy", "status_file": dummyFile(t, "on"), "host_list": "node1", "random_sleep_range": "60",
+			"agent": "fence_dummy", "status_file": fencetest.DummyStatusFile(t, "on"), "host_list": "node1", "random_sleep_range": "60",
 		})
 	}})
 }
@@ -87,7 +74,7 @@ func TestFenceDummyDetails(t *testing.T) {
 	defer cancel()
 
 	t.Run("OffWritesStatusFile", func(t *testing.T) {
-		status := dummyFile(t, "on")
+		status := fencetest.DummyStatusFile(t, "on")
 		d := configured(t, fenceagent.New(), map[string]string{"agent": "fence_dummy", "status_file": status, "host_list": "node1"})
 		if err := d.Off(ctx, "node1"); err != nil {
 			t.Fatal(err)
@@ -97,7 +84,7 @@ func TestFenceDummyDetails(t *testing.T) {
 		}
 	})
 	t.Run("TrailingNewlineIsAnError", func(t *testing.T) {
-		status := dummyFile(t, "off\n")
+		status := fencetest.DummyStatusFile(t, "off\n")
 		d := configured(t, fenceagent.New(), map[string]string{"agent": "fence_dummy", "status_file": status, "host_list": "node1"})
 		st, err := d.Status(ctx, "node1")
 		if !errors.Is(err, fence.ErrFailed) {
@@ -105,7 +92,7 @@ func TestFenceDummyDetails(t *testing.T) {
 		}
 	})
 	t.Run("MetadataFromAgent", func(t *testing.T) {
-		d := configured(t, fenceagent.New(), map[string]string{"agent": "fence_dummy", "status_file": dummyFile(t, "on"), "host_list": "node1"})
+		d := configured(t, fenceagent.New(), map[string]string{"agent": "fence_dummy", "status_file": fencetest.DummyStatusFile(t, "on"), "host_list": "node1"})
 		md, err := d.Metadata(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -149,7 +136,7 @@ func TestFenceDummyDetails(t *testing.T) {
 	t.Run("DeadlineKillsAgent", func(t *testing.T) {
 		// random_sleep_range=60 makes fence_dummy sleep 1 to 60 s first.
 		d := configured(t, fenceagent.New(), map[string]string{
-			"agent": "fence_dummy", "status_file": dummyFile(t, "on"), "host_list": "node1", "random_sleep_range": "60",
+			"agent": "fence_dummy", "status_file": fencetest.DummyStatusFile(t, "on"), "host_list": "node1", "random_sleep_range": "60",
 		})
 		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		defer cancel()

@@ -2,8 +2,6 @@ package process_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -11,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,8 +16,6 @@ import (
 	"github.com/batonhq/baton/plugins/fence/drivers/process"
 	"github.com/batonhq/baton/plugins/fence/fencetest"
 )
-
-const cgroupRoot = "/sys/fs/cgroup/pids"
 
 // world is a test's fake cluster: node processes named with a random token
 // so that the selectors can only ever match what this test started.
@@ -32,33 +27,9 @@ type world struct {
 
 func newWorld(t *testing.T, withCgroups bool) *world {
 	t.Helper()
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	w := &world{token: "baton-fencetest-" + hex.EncodeToString(b), dir: t.TempDir()}
+	w := &world{token: fencetest.Token(t, "baton-fencetest-"), dir: t.TempDir()}
 	if withCgroups {
-		fencetest.NeedRoot(t)
-		if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.procs")); err != nil {
-			fencetest.Unavailable(t, "cgroup v1 pids hierarchy not mounted at "+cgroupRoot)
-		}
-		w.cgroups = filepath.Join(cgroupRoot, w.token)
-		if err := os.Mkdir(w.cgroups, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			// Children first; the processes are dead by now (their cleanups
-			// ran after this one was registered, so before it).
-			subs, _ := filepath.Glob(filepath.Join(w.cgroups, "*"))
-			for _, s := range subs {
-				if fi, err := os.Stat(s); err == nil && fi.IsDir() {
-					_ = os.Remove(s)
-				}
-			}
-			if err := os.Remove(w.cgroups); err != nil {
-				t.Errorf("remove test cgroup: %v", err)
-			}
-		})
+		w.cgroups = fencetest.PidsCgroup(t, w.token)
 	}
 	return w
 }
@@ -76,24 +47,10 @@ func (w *world) params(nodes string) map[string]string {
 }
 
 // spawn starts `sleep 3600` showing argv0 as name, in its own process
-// group, killed and reaped at cleanup.
-func spawn(t *testing.T, name string) *exec.Cmd {
+// group, killed and reaped at cleanup, and returns its pid.
+func spawn(t *testing.T, name string) int {
 	t.Helper()
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := &exec.Cmd{Path: sleep, Args: []string{name, "3600"}, SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }() // reap at once: no zombies
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	})
-	return cmd
+	return fencetest.Spawn(t, exec.Command("sleep", "3600"), name)
 }
 
 // startNode starts a node: an agent with a pid file, a worker found by its
@@ -101,21 +58,21 @@ func spawn(t *testing.T, name string) *exec.Cmd {
 func (w *world) startNode(t *testing.T, node string) []int {
 	t.Helper()
 	agent := spawn(t, w.token+"-"+node+"-agent")
-	if err := os.WriteFile(filepath.Join(w.dir, node+".pid"), []byte(strconv.Itoa(agent.Process.Pid)+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(w.dir, node+".pid"), []byte(strconv.Itoa(agent)+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	worker := spawn(t, w.token+"-"+node+"-worker")
-	pids := []int{agent.Process.Pid, worker.Process.Pid}
+	pids := []int{agent, worker}
 	if w.cgroups != "" {
 		cg := filepath.Join(w.cgroups, node)
 		if err := os.MkdirAll(cg, 0o755); err != nil {
 			t.Fatal(err)
 		}
 		wl := spawn(t, w.token+"-"+node+"-workload")
-		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(wl.Process.Pid)), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(wl)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		pids = append(pids, wl.Process.Pid)
+		pids = append(pids, wl)
 	}
 	return pids
 }
@@ -126,15 +83,6 @@ func configured(t *testing.T, d fence.Driver, p map[string]string) fence.Driver 
 		t.Fatalf("Configure(%v): %v", p, err)
 	}
 	return d
-}
-
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	st, _, ok := process.ParseStat(b)
-	return ok && st != 'Z'
 }
 
 func TestConformance(t *testing.T) {
@@ -181,12 +129,12 @@ func TestOffKillsOnlyTheNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pid := range n1 {
-		if alive(pid) {
+		if fencetest.Alive(pid) {
 			t.Errorf("node1 process %d alive after Off", pid)
 		}
 	}
 	for _, pid := range n10 {
-		if !alive(pid) {
+		if !fencetest.Alive(pid) {
 			t.Errorf("node10 process %d died when node1 was fenced", pid)
 		}
 	}
@@ -204,7 +152,7 @@ func TestStalePidFile(t *testing.T) {
 	d := configured(t, process.New(), p)
 	other := spawn(t, w.token+"-unrelated")
 	pf := filepath.Join(w.dir, "node1.pid")
-	if err := os.WriteFile(pf, []byte(strconv.Itoa(other.Process.Pid)), 0o644); err != nil {
+	if err := os.WriteFile(pf, []byte(strconv.Itoa(other)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	old := time.Now().Add(-time.Hour)
@@ -218,7 +166,7 @@ func TestStalePidFile(t *testing.T) {
 	if err := d.Off(ctx, "node1"); err != nil {
 		t.Fatal(err)
 	}
-	if !alive(other.Process.Pid) {
+	if !fencetest.Alive(other) {
 		t.Error("Off killed the process that reused the stale pid")
 	}
 }
