@@ -13,6 +13,10 @@ GOBIN_DIR := $(shell PATH='$(GO_PATH_FOR_SHELL)'; d=$$(go env GOBIN 2>/dev/null)
 export PATH := /usr/local/sbin:$(GOBIN_DIR):$(ORIG_PATH):/usr/local/go/bin
 
 BIN      := bin/baton
+# The fence drivers, built next to $(BIN): baton server finds baton-fence-NAME in its own directory.
+FENCE_DRIVERS := ./plugins/fence/drivers/fenceagent/cmd/baton-fence-agent \
+                 ./plugins/fence/drivers/ipmi/cmd/baton-fence-ipmi \
+                 ./plugins/fence/drivers/process/cmd/baton-fence-process
 FUZZTIME ?= 10s
 ARGS     ?=
 
@@ -31,8 +35,8 @@ help: ## List the targets
 deps: ## Install everything Baton and its tests need (apt packages, CRIU 4.x, staticcheck); as root
 	bash scripts/install-deps.sh
 
-build: ## Build bin/baton from ./cmd/baton
-	go build -o $(BIN) ./cmd/baton
+build: ## Build bin/baton and, next to it, the fence drivers bin/baton-fence-{agent,ipmi,process}
+	go build -o $(dir $(BIN)) ./cmd/baton $(FENCE_DRIVERS)
 
 test: export BATON_BIN := $(CURDIR)/$(BIN)
 test: deps build ## Run all tests (race detector) with BATON_BIN pointing at bin/baton

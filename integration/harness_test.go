@@ -24,7 +24,7 @@ import (
 )
 
 // batonBin is the binary under test: $BATON_BIN (set by make test) or one
-// built by TestMain.
+// built by TestMain; the fence drivers (baton-fence-*) are next to it.
 var batonBin string
 
 func TestMain(m *testing.M) {
@@ -36,7 +36,12 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		batonBin = filepath.Join(dir, "baton")
-		out, err := exec.Command("go", "build", "-o", batonBin, "../cmd/baton").CombinedOutput()
+		// The fence drivers go next to baton, where baton server finds them
+		// (as make build puts them next to bin/baton).
+		out, err := exec.Command("go", "build", "-o", dir+"/", "../cmd/baton",
+			"../plugins/fence/drivers/fenceagent/cmd/baton-fence-agent",
+			"../plugins/fence/drivers/ipmi/cmd/baton-fence-ipmi",
+			"../plugins/fence/drivers/process/cmd/baton-fence-process").CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "building baton: %v\n%s", err, out)
 			os.Exit(1)

@@ -434,3 +434,20 @@ func TestStatusAfterOff(t *testing.T) {
 		})
 	}
 }
+
+// make build puts the drivers next to bin/baton, where a server started
+// from bin/baton finds them. make test sets BATON_BIN.
+func TestDriversNextToBaton(t *testing.T) {
+	bin := os.Getenv("BATON_BIN")
+	if bin == "" {
+		t.Skip("BATON_BIN is not set (make test sets it to bin/baton after make build)")
+	}
+	for _, driver := range []string{"fence-agent", "ipmi", "process"} {
+		path, err := FindDriver(driver, []string{filepath.Dir(bin)})
+		if err != nil {
+			t.Errorf("%v (does make build still build the drivers?)", err)
+		} else if filepath.Dir(path) != filepath.Dir(bin) {
+			t.Errorf("driver %s found at %s, not next to %s", driver, path, bin)
+		}
+	}
+}
