@@ -26,8 +26,7 @@ const (
 	ModePostCopy Mode = "post-copy" // freeze, dump all but memory, restore at once, pages on demand
 )
 
-// Phase is where a migration is. PhaseDone, PhaseFailed and PhaseLost are
-// final.
+// Phase is where a migration is. PhaseDone and PhaseFailed are final.
 type Phase string
 
 // The phases, in protocol order.
@@ -37,16 +36,15 @@ const (
 	PhaseDump      Phase = "dump"       // source frozen, images dumped, pages streamed to the target
 	PhaseTransfer  Phase = "transfer"   // non-page images (and log/workdir) sent to the target
 	PhaseRestore   Phase = "restore"    // target restores; the source stays frozen
-	PhaseLazyPages Phase = "lazy-pages" // post-copy: the target runs, the frozen source serves pages
-	PhaseCommit    Phase = "commit"     // target confirmed running: kill the source, clean images
+	PhaseLazyPages Phase = "lazy-pages" // post-copy: the target runs, the still frozen source serves its pages
+	PhaseCommit    Phase = "commit"     // target confirmed (post-copy: every page arrived): kill the source, clean images
 	PhaseAbort     Phase = "abort"      // roll back: kill any target copy, resume the source
 	PhaseDone      Phase = "done"       // final: the workload runs on the target only
 	PhaseFailed    Phase = "failed"     // final: rolled back, the workload runs on the source only
-	PhaseLost      Phase = "lost"       // final: post-copy failed after the target ran; no copy runs
 )
 
 // Final reports whether p ends a migration.
-func (p Phase) Final() bool { return p == PhaseDone || p == PhaseFailed || p == PhaseLost }
+func (p Phase) Final() bool { return p == PhaseDone || p == PhaseFailed }
 
 // EventKind names what happened.
 type EventKind string
@@ -88,9 +86,9 @@ const (
 	ActDump          ActionKind = "dump"           // source: freeze and dump, pages to the target's page server (parent: round ParentRound)
 	ActSendImages    ActionKind = "send-images"    // move the non-page images, the log and workdir to the target
 	ActRestore       ActionKind = "restore"        // target: restore (Lazy: with lazy pages)
+	ActWaitPages     ActionKind = "wait-pages"     // post-copy, target: wait until every page arrived (and the copy still runs)
 	ActCommit        ActionKind = "commit"         // source: kill the frozen copy, clean images on both nodes
 	ActAbort         ActionKind = "abort"          // roll back: KillTarget first, then ResumeSource; clean images
-	ActGiveUp        ActionKind = "give-up"        // post-copy lost: kill both copies, report data loss
 )
 
 // Action is one thing the adapter must carry out; it reports the outcome
@@ -108,7 +106,7 @@ type Action struct {
 	// ActAbort: make sure the source runs (thaw it if it is frozen; it is a
 	// no-op if it never stopped).
 	ResumeSource bool
-	Reason       string // ActAbort, ActGiveUp: why
+	Reason       string // ActAbort: why
 	Attempt      int    // ActCommit, ActAbort: 1 for the first try, then retries
 }
 
@@ -200,7 +198,7 @@ type Report struct {
 	Mode                         Mode
 	Phase                        Phase
 	Started, Ended               time.Time // Ended is zero until final
-	Reason                       string    // first failure (PhaseFailed, PhaseLost)
+	Reason                       string    // first failure (PhaseFailed)
 	Phases                       []PhaseTiming
 	// Frozen is the downtime: from the freeze to the workload running again
 	// (on the target after a restore, on the source after a rollback).
@@ -222,7 +220,6 @@ type Machine struct {
 	phaseStart  time.Time
 	frozenAt    time.Time // zero while the source runs
 	restoreAsk  bool      // a restore was asked for: the target may run a copy
-	lazyRunning bool      // post-copy: the target ran; no rollback possible
 	round       int
 	lastPages   int64
 	attempt     int // of the current commit or abort
@@ -378,18 +375,22 @@ func (m *Machine) Step(ev Event) []Action {
 			m.rep.TargetCopy = CopyRunning
 			m.thawed(ev.At)
 			if m.cfg.Mode == ModePostCopy {
-				// Point of no return: the target runs on pages it has not
-				// got yet; the frozen source holds them.
-				m.lazyRunning = true
-				m.enter(PhaseLazyPages, ev.At, ev.Kind, fmt.Sprintf("target pid %d runs with lazy pages: no rollback from here", ev.PID))
-				return nil
+				// The target runs on pages it has not got yet; the
+				// source, still frozen, holds them. Not the point of no
+				// return: until every page arrived the source stays
+				// frozen and whole, so a failure still rolls back to it
+				// (and throws away what the target did meanwhile).
+				m.enter(PhaseLazyPages, ev.At, ev.Kind, fmt.Sprintf("target pid %d runs with lazy pages; the source stays frozen until every page arrived", ev.PID))
+				return []Action{{Kind: ActWaitPages}}
 			}
 			return m.commit(ev.At, ev.Kind, fmt.Sprintf("target pid %d", ev.PID))
 		}
 	case PhaseLazyPages:
 		if ev.Kind == EvPagesDone {
+			// The point of no return of post-copy: the commit kills the
+			// source, after which the target's copy is the only one.
 			m.rep.BytesMoved += ev.Bytes
-			return m.commit(ev.At, ev.Kind, "")
+			return m.commit(ev.At, ev.Kind, "every page reached the target: point of no return")
 		}
 	case PhaseCommit:
 		if ev.Kind == EvCommitted {
@@ -443,16 +444,15 @@ func (m *Machine) fail(at time.Time, ev EventKind, reason string) []Action {
 		m.note(at, ev, "rollback failed, retrying: "+reason)
 		m.phaseStart = at
 		return []Action{{Kind: ActAbort, KillTarget: m.restoreAsk, ResumeSource: true, Attempt: m.attempt, Reason: m.rep.Reason}}
-	case PhaseLazyPages:
-		// Post-copy after the target ran: the target lacks pages, the
-		// source is behind the target (it did not see what the target
-		// did). Neither copy can go on safely.
-		m.rep.Reason = "post-copy failed after the target started; workload state lost: " + reason
-		m.rep.SourceCopy, m.rep.TargetCopy = CopyGone, CopyGone
-		m.enter(PhaseLost, at, ev, reason)
-		return []Action{{Kind: ActGiveUp, Reason: m.rep.Reason}}
 	}
 	m.rep.Reason = fmt.Sprintf("%s: %s", m.phase, reason)
+	if m.phase == PhaseLazyPages {
+		// The target ran on a partial memory: it goes, and the source
+		// resumes from its state at the freeze. What the target did
+		// meanwhile (its memory) is lost; what it wrote outside (files)
+		// stays, and the source will redo that part of its work.
+		m.rep.Reason += "; the target's copy ran on incomplete memory and was killed, the source resumed from its state at the freeze"
+	}
 	m.enter(PhaseAbort, at, ev, reason)
 	m.attempt = 1
 	return []Action{{Kind: ActAbort, KillTarget: m.restoreAsk, ResumeSource: true, Attempt: 1, Reason: m.rep.Reason}}
