@@ -215,15 +215,15 @@ type Report struct {
 // takes an event and returns the actions to carry out. It is not safe for
 // concurrent use.
 type Machine struct {
-	cfg         Config
-	phase       Phase
-	phaseStart  time.Time
-	frozenAt    time.Time // zero while the source runs
-	restoreAsk  bool      // a restore was asked for: the target may run a copy
-	round       int
-	lastPages   int64
-	attempt     int // of the current commit or abort
-	rep         Report
+	cfg        Config
+	phase      Phase
+	phaseStart time.Time
+	frozenAt   time.Time // zero while the source runs
+	restoreAsk bool      // a restore was asked for: the target may run a copy
+	round      int
+	lastPages  int64
+	attempt    int // of the current commit or abort
+	rep        Report
 }
 
 // New starts a migration at now and returns the first actions.
