@@ -81,7 +81,9 @@ func (c *Client) Version(ctx context.Context) (int, error) {
 
 // Features detects (once, then cached) what this node's kernel and CRIU
 // support: soft-dirty memory tracking (pre-copy) and lazy pages over
-// userfaultfd (post-copy).
+// userfaultfd (post-copy). LazyPages also needs fs.pipe-max-size of at least
+// MinPipeMaxSize (see EnsurePipeMaxSize, which the agent calls first): without
+// it CRIU's lazy page server fails, so the node cannot be a post-copy source.
 func (c *Client) Features(ctx context.Context) (migrate.Features, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -97,7 +99,7 @@ func (c *Client) Features(ctx context.Context) (migrate.Features, error) {
 	}
 	f := migrate.Features{
 		MemDirtyTrack: got.GetMemTrack() && softDirtyWorks(),
-		LazyPages:     got.GetLazyPages(),
+		LazyPages:     got.GetLazyPages() && pipeMaxSizeOK(),
 		// CRIU's lazy_pages check is the kernel's userfaultfd (with the
 		// non-cooperative events lazy restore needs).
 		UFFD: got.GetLazyPages(),
@@ -130,8 +132,6 @@ type DumpOpts struct {
 	// workload without TCP connections to keep (TCPEstablished false) and
 	// without a network namespace of its own; otherwise CRIU needs iptables.
 	NetworkLockSkip bool
-	// LazyPages: post-copy dump (not supported by Baton yet).
-	LazyPages bool
 }
 
 // DumpResult is what a dump measured (CRIU's own stats).
@@ -184,9 +184,6 @@ func (c *Client) Dump(ctx context.Context, o DumpOpts) (DumpResult, error) {
 	if o.NetworkLockSkip {
 		opts.NetworkLock = rpc.CriuNetworkLockMethod_SKIP.Enum()
 	}
-	if o.LazyPages {
-		opts.LazyPages = proto.Bool(true)
-	}
 	if o.PageServer != "" {
 		host, port, err := splitHostPort(o.PageServer)
 		if err != nil {
@@ -234,6 +231,9 @@ type RestoreOpts struct {
 	// remapping) to thaw once the restore is done, in case CRIU restored
 	// the frozen state of the source's freezer.
 	ThawFreezer string
+	// LazyPages: post-copy restore; the images carry no memory and a
+	// LazyPagesDaemon started on ImagesDir fills it in.
+	LazyPages bool
 }
 
 // RestoreResult is what a restore measured.
@@ -263,6 +263,9 @@ func (c *Client) Restore(ctx context.Context, o RestoreOpts) (RestoreResult, err
 		ManageCgroups:     proto.Bool(true),
 		ManageCgroupsMode: rpc.CriuCgMode_SOFT.Enum(),
 	}
+	if o.LazyPages {
+		opts.LazyPages = proto.Bool(true)
+	}
 	for ctrl, path := range o.Cgroups {
 		opts.CgRoot = append(opts.CgRoot, &rpc.CgroupRoot{Ctrl: proto.String(ctrl), Path: proto.String(path)})
 	}
@@ -286,8 +289,14 @@ func (c *Client) Restore(ctx context.Context, o RestoreOpts) (RestoreResult, err
 		if err != nil {
 			return RestoreResult{}, fmt.Errorf("%w: %s: %v", ErrNotAvailable, c.path, err)
 		}
-		defer cr.Cleanup()
+	} else if err := cr.Prepare(); err != nil {
+		return RestoreResult{}, fmt.Errorf("%w: %s: %v", ErrNotAvailable, c.path, err)
 	}
+	defer cr.Cleanup()
+	// A restore can hang (a lazy restore whose daemon died was seen to
+	// wait forever after "Killing processes because of failure"): ctx
+	// ends it.
+	defer killOnDone(ctx, cr)()
 	nfy := &restoreNotify{}
 	start := time.Now()
 	err = cr.Restore(opts, nfy)
@@ -307,6 +316,11 @@ func (c *Client) Restore(ctx context.Context, o RestoreOpts) (RestoreResult, err
 		res.RestoreTime = time.Duration(st.GetRestoreTime()) * time.Microsecond
 	}
 	return res, nil
+}
+
+func pipeMaxSizeOK() bool {
+	v, err := PipeMaxSize()
+	return err == nil && v >= MinPipeMaxSize
 }
 
 type restoreNotify struct {
