@@ -71,6 +71,10 @@ type Config struct {
 	// CRIUPath is the criu binary; default "criu" on PATH. Without a
 	// working CRIU 4.x the node takes no part in migrations.
 	CRIUPath string
+	// InjectRestoreFailure: fault injection for tests. The next migration
+	// restore of each of these workload ids fails after CRIU has restored
+	// it, through the real failure path. Never set it in production.
+	InjectRestoreFailure []string
 
 	Logger *slog.Logger // default: discard
 	Clock  Clock        // default: SystemClock()
@@ -226,12 +230,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	if why != "" {
 		a.log.Warn("this node cannot take part in live migrations", "reason", why)
 	} else {
-		a.log.Info("CRIU found", "version", feats.CRIUVersion, "mem_dirty_track", feats.MemDirtyTrack, "lazy_pages", feats.LazyPages)
+		a.log.Info("CRIU found", "version", feats.CRIUVersion, "mem_dirty_track", feats.MemDirtyTrack, "lazy_pages", feats.LazyPages, "uffd", feats.UFFD, "lazy_pages_why_not", feats.LazyPagesWhyNot)
 	}
 	a.features = feats
+	var injected map[string]bool
+	for _, id := range a.cfg.InjectRestoreFailure {
+		if injected == nil {
+			injected = map[string]bool{}
+		}
+		injected[id] = true
+		a.log.Warn("FAULT INJECTION: the next migration restore of this workload will fail", "workload", id)
+	}
 	a.migs, err = migration.New(migration.Config{
-		Node: a.cfg.Node, DataDir: a.cfg.DataDir, Runner: r, Conn: nc, CRIU: client,
-		Features: feats, MigrateAddr: a.cfg.MigrateAddr, Logger: a.log,
+		Node: a.cfg.Node, DataDir: a.cfg.DataDir, Runner: r, Conn: nc, CRIU: migration.Real(client),
+		Features: feats, MigrateAddr: a.cfg.MigrateAddr, Logger: a.log, FailRestoreFor: injected,
 	})
 	if err != nil {
 		return fmt.Errorf("nodeagent %s: %w", a.cfg.Node, err)

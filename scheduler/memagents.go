@@ -18,7 +18,8 @@ type MemoryAgents struct {
 	running map[string]map[string]wire.WorkloadStatus // node → id → status
 	// Refuse, when set, makes Start fail as an agent would (e.g. program not found).
 	Refuse string
-	// Log records commands as "start NODE ID" / "stop NODE ID" / "OP NODE".
+	// Log records commands as "start NODE ID" / "stop NODE ID" / "OP NODE"
+	// (commit and abort: "OP NODE ROLE").
 	Log []string
 	// FailMigration makes the named migration operation fail (e.g.
 	// wire.OpMigrateRestore), as an agent would.
@@ -97,7 +98,11 @@ func (m *MemoryAgents) Migrate(_ context.Context, node, op string, cmd wire.Migr
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.Log = append(m.Log, op+" "+node)
+	if cmd.Role != "" {
+		m.Log = append(m.Log, op+" "+node+" "+cmd.Role)
+	} else {
+		m.Log = append(m.Log, op+" "+node)
+	}
 	if op == m.FailMigration {
 		return wire.MigrationReply{}, fmt.Errorf("%w: node %s: %s: injected failure", ErrAgent, node, op)
 	}
@@ -109,6 +114,9 @@ func (m *MemoryAgents) Migrate(_ context.Context, node, op string, cmd wire.Migr
 		st := m.running[cmd.Source][id]
 		st.State = wire.StateMigrating
 		m.running[cmd.Source][id] = st
+		if cmd.Mode == "post-copy" {
+			return wire.MigrationReply{PageServer: "127.0.0.1:2"}, nil
+		}
 		return wire.MigrationReply{Bytes: 1 << 20}, nil
 	case wire.OpMigrateRestore:
 		if m.running[cmd.Target] == nil {
@@ -117,6 +125,8 @@ func (m *MemoryAgents) Migrate(_ context.Context, node, op string, cmd wire.Migr
 		m.nextPID++
 		m.running[cmd.Target][id] = wire.WorkloadStatus{ID: id, Name: cmd.Workload.Name, State: wire.StateRunning, HostPID: m.nextPID}
 		return wire.MigrationReply{PID: m.nextPID}, nil
+	case wire.OpMigrateWaitPages:
+		return wire.MigrationReply{Bytes: 1 << 20}, nil
 	case wire.OpMigrateCommit:
 		if cmd.Role == wire.RoleSource {
 			delete(m.running[cmd.Source], id)

@@ -72,8 +72,11 @@ var migrationOpTimeout = map[string]time.Duration{
 	wire.OpMigrateDump:       5 * time.Minute,
 	wire.OpMigrateSendImages: 5 * time.Minute,
 	wire.OpMigrateRestore:    2 * time.Minute,
-	wire.OpMigrateCommit:     30 * time.Second,
-	wire.OpMigrateAbort:      60 * time.Second,
+	// The target's agent gives up on its own when pages stop coming
+	// (nodeagent/migration DefaultPageStall); this bounds a slow link.
+	wire.OpMigrateWaitPages: 5 * time.Minute,
+	wire.OpMigrateCommit:    30 * time.Second,
+	wire.OpMigrateAbort:     60 * time.Second,
 }
 
 // linkBytesPerSecond is assumed for mode choice until agents measure their
@@ -157,7 +160,7 @@ func (s *Server) StartMigration(ctx context.Context, idOrName string, req Migrat
 	if dst.Features == nil || !dst.Features.CRIU {
 		return MigrationView{}, fmt.Errorf("%w: node %s cannot restore: CRIU is not available there (run make deps on it)", ErrUnsupported, target)
 	}
-	resolved, why, err := migrate.Resolve(mode, nodeFeatures(src.Features), nodeFeatures(dst.Features), rss, linkBytesPerSecond, migrate.Policy{})
+	resolved, why, err := migrate.Resolve(mode, nodeFeatures(src.Features), nodeFeatures(dst.Features), rss, linkBytesPerSecond, s.cfg.MigrationPolicy)
 	if err != nil {
 		return MigrationView{}, fmt.Errorf("%w: migrating workload %q from %s to %s: %v", ErrUnsupported, w.Name, w.Node, target, err)
 	}
@@ -222,10 +225,7 @@ func (s *Server) driveMigration(agents MigrationAgents, run *migrationRun, queue
 	for len(queue) > 0 {
 		a := queue[0]
 		queue = queue[1:]
-		ev, done := s.carryOutMigration(agents, run, a)
-		if done {
-			continue
-		}
+		ev := s.carryOutMigration(agents, run, a)
 		s.mu.Lock()
 		queue = append(queue, run.mach.Step(ev)...)
 		s.updateViewLocked(run)
@@ -240,9 +240,8 @@ func (s *Server) migrateOp(agents MigrationAgents, node, op string, cmd wire.Mig
 	return agents.Migrate(ctx, node, op, cmd)
 }
 
-// carryOutMigration performs one action and returns the event it produced;
-// done is true when the action needs no event (giving up).
-func (s *Server) carryOutMigration(agents MigrationAgents, run *migrationRun, a migrate.Action) (migrate.Event, bool) {
+// carryOutMigration performs one action and returns the event it produced.
+func (s *Server) carryOutMigration(agents MigrationAgents, run *migrationRun, a migrate.Action) migrate.Event {
 	failed := func(err error) migrate.Event {
 		return migrate.Event{Kind: migrate.EvFailed, At: s.cfg.Clock.Now(), Reason: err.Error()}
 	}
@@ -252,39 +251,50 @@ func (s *Server) carryOutMigration(agents MigrationAgents, run *migrationRun, a 
 	case migrate.ActPrepareTarget:
 		r, err := s.migrateOp(agents, v.Target, wire.OpMigratePrepare, run.cmd)
 		if err != nil {
-			return failed(err), false
+			return failed(err)
 		}
 		run.cmd.PageServer = r.PageServer
-		return migrate.Event{Kind: migrate.EvTargetPrepared, At: s.cfg.Clock.Now()}, false
+		return migrate.Event{Kind: migrate.EvTargetPrepared, At: s.cfg.Clock.Now()}
 	case migrate.ActDump:
 		r, err := s.migrateOp(agents, v.Source, wire.OpMigrateDump, run.cmd)
 		if err != nil {
-			return failed(err), false
+			return failed(err)
 		}
 		run.cmd.SourceLog, run.cmd.SourceWorkdir = r.SourceLog, r.SourceWorkdir
-		return migrate.Event{Kind: migrate.EvDumped, At: s.cfg.Clock.Now(), Bytes: r.Bytes}, false
+		if a.Lazy {
+			// Post-copy: the source serves the pages; the target's
+			// lazy-pages daemon connects to it.
+			run.cmd.PageServer = r.PageServer
+		}
+		return migrate.Event{Kind: migrate.EvDumped, At: s.cfg.Clock.Now(), Bytes: r.Bytes}
 	case migrate.ActSendImages:
 		r, err := s.migrateOp(agents, v.Source, wire.OpMigrateSendImages, run.cmd)
 		if err != nil {
-			return failed(err), false
+			return failed(err)
 		}
-		return migrate.Event{Kind: migrate.EvTransferred, At: s.cfg.Clock.Now(), Bytes: r.Bytes}, false
+		return migrate.Event{Kind: migrate.EvTransferred, At: s.cfg.Clock.Now(), Bytes: r.Bytes}
 	case migrate.ActRestore:
 		r, err := s.migrateOp(agents, v.Target, wire.OpMigrateRestore, run.cmd)
 		if err != nil {
-			return failed(err), false
+			return failed(err)
 		}
-		return migrate.Event{Kind: migrate.EvRestored, At: s.cfg.Clock.Now(), PID: r.PID}, false
+		return migrate.Event{Kind: migrate.EvRestored, At: s.cfg.Clock.Now(), PID: r.PID}
+	case migrate.ActWaitPages:
+		r, err := s.migrateOp(agents, v.Target, wire.OpMigrateWaitPages, run.cmd)
+		if err != nil {
+			return failed(err)
+		}
+		return migrate.Event{Kind: migrate.EvPagesDone, At: s.cfg.Clock.Now(), Bytes: r.Bytes}
 	case migrate.ActCommit:
 		s.backoff(run)
 		for _, side := range []struct{ node, role string }{{v.Source, wire.RoleSource}, {v.Target, wire.RoleTarget}} {
 			cmd := run.cmd
 			cmd.Role = side.role
 			if _, err := s.migrateOp(agents, side.node, wire.OpMigrateCommit, cmd); err != nil {
-				return failed(err), false
+				return failed(err)
 			}
 		}
-		return migrate.Event{Kind: migrate.EvCommitted, At: s.cfg.Clock.Now()}, false
+		return migrate.Event{Kind: migrate.EvCommitted, At: s.cfg.Clock.Now()}
 	case migrate.ActAbort:
 		s.backoff(run)
 		// The target copy must be gone before the source runs again. A
@@ -293,20 +303,18 @@ func (s *Server) carryOutMigration(agents MigrationAgents, run *migrationRun, a 
 		tcmd := run.cmd
 		tcmd.Role, tcmd.KillTarget = wire.RoleTarget, a.KillTarget
 		if _, err := s.migrateOp(agents, v.Target, wire.OpMigrateAbort, tcmd); err != nil && a.KillTarget {
-			return failed(fmt.Errorf("target %s did not confirm the kill of its copy: %w", v.Target, err)), false
+			return failed(fmt.Errorf("target %s did not confirm the kill of its copy: %w", v.Target, err))
 		}
 		if a.ResumeSource {
 			scmd := run.cmd
 			scmd.Role, scmd.ResumeSource = wire.RoleSource, true
 			if _, err := s.migrateOp(agents, v.Source, wire.OpMigrateAbort, scmd); err != nil {
-				return failed(fmt.Errorf("source %s did not resume: %w", v.Source, err)), false
+				return failed(fmt.Errorf("source %s did not resume: %w", v.Source, err))
 			}
 		}
-		return migrate.Event{Kind: migrate.EvAborted, At: s.cfg.Clock.Now()}, false
-	case migrate.ActGiveUp:
-		return migrate.Event{}, true
+		return migrate.Event{Kind: migrate.EvAborted, At: s.cfg.Clock.Now()}
 	default: // pre-dump: Resolve never picks pre-copy without dirty tracking
-		return failed(fmt.Errorf("%s is not supported by Baton's agents yet", a.Kind)), false
+		return failed(fmt.Errorf("%s is not supported by Baton's agents yet", a.Kind))
 	}
 }
 
@@ -350,8 +358,6 @@ func (s *Server) finishMigration(run *migrationRun) {
 	switch migrate.Phase(v.State) {
 	case migrate.PhaseDone:
 		w.Node, w.HostPID, w.State, w.Error = v.Target, v.TargetPID, wire.StateRunning, ""
-	case migrate.PhaseLost:
-		w.State, w.HostPID, w.Error = wire.StateFailed, 0, "lost in post-copy migration "+v.ID+": "+v.Reason
 	default:
 		w.State = wire.StateRunning // rolled back: the source runs again
 	}

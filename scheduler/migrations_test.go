@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batonhq/baton/migrate"
+	"github.com/batonhq/baton/scheduler/store"
 	"github.com/batonhq/baton/wire"
 )
 
@@ -120,6 +122,7 @@ func TestMigrationRefusals(t *testing.T) {
 		{"to its own node", "web", MigrationRequest{To: "n1"}, ErrInvalid},
 		{"to an unknown node", "web", MigrationRequest{To: "n9"}, ErrNoFit},
 		{"pre-copy without dirty tracking", "web", MigrationRequest{Mode: "pre-copy"}, ErrUnsupported},
+		{"post-copy without lazy pages", "web", MigrationRequest{Mode: "post-copy"}, ErrUnsupported},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -130,5 +133,97 @@ func TestMigrationRefusals(t *testing.T) {
 	}
 	if ms := h.srv.Migrations(); len(ms) != 0 {
 		t.Errorf("refused migrations were recorded: %+v", ms)
+	}
+}
+
+func TestPostCopyMigration(t *testing.T) {
+	h := newHarness(t)
+	h.lazy = true
+	for range 2 {
+		h.beat("n1")
+		h.beat("n2")
+	}
+	ctx := context.Background()
+	w, err := h.srv.CreateWorkload(ctx, req("web", 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := h.srv.StartMigration(ctx, w.ID, MigrationRequest{Mode: "post-copy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = h.waitMigration(m.ID)
+	if m.State != "done" || m.Mode != "post-copy" {
+		t.Fatalf("migration ended %+v, want done in post-copy", m)
+	}
+	var phases []string
+	for _, p := range m.Phases {
+		phases = append(phases, p.Phase)
+	}
+	if !strings.Contains(strings.Join(phases, ","), "restore,lazy-pages,commit") {
+		t.Errorf("phases %v lack restore → lazy-pages → commit", phases)
+	}
+	// The source dies only after every page arrived.
+	log := strings.Join(h.agents.Commands(), "\n")
+	if i, j := strings.Index(log, wire.OpMigrateWaitPages+" n2"), strings.Index(log, wire.OpMigrateCommit+" n1 source"); i < 0 || j < i {
+		t.Fatalf("the source was committed before wait-pages answered:\n%s", log)
+	}
+}
+
+func TestPostCopyPageFailureRollsBackTargetFirst(t *testing.T) {
+	h := newHarness(t)
+	h.lazy = true
+	for range 2 {
+		h.beat("n1")
+		h.beat("n2")
+	}
+	ctx := context.Background()
+	w, err := h.srv.CreateWorkload(ctx, req("web", 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.agents.FailMigration = wire.OpMigrateWaitPages
+	m, err := h.srv.StartMigration(ctx, w.ID, MigrationRequest{Mode: "post-copy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = h.waitMigration(m.ID)
+	if m.State != "failed" || !strings.Contains(m.Reason, "lazy-pages") || !strings.Contains(m.Reason, "source resumed") {
+		t.Fatalf("migration ended %+v, want failed in lazy-pages with the source resumed", m)
+	}
+	log := strings.Join(h.agents.Commands(), "\n")
+	if i, j := strings.Index(log, wire.OpMigrateAbort+" n2 target"), strings.Index(log, wire.OpMigrateAbort+" n1 source"); i < 0 || j < i {
+		t.Fatalf("the source resumed before the target's copy was killed:\n%s", log)
+	}
+	got, _ := h.srv.Workload(w.ID)
+	if got.Node != "n1" || got.State != wire.StateRunning {
+		t.Fatalf("after the rollback the workload is %+v", got)
+	}
+	if n1, n2 := h.agents.Running("n1"), h.agents.Running("n2"); len(n1) != 1 || len(n2) != 0 {
+		t.Errorf("copies after rollback: n1 %+v, n2 %+v", n1, n2)
+	}
+}
+
+func TestAutoChoosesPostCopyOnlyIfAllowed(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		h := &harness{t: t, store: store.NewMemory(), agents: NewMemoryAgents(), clock: &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, lazy: true}
+		h.srv = New(Config{Store: h.store, Agents: h.agents, Clock: h.clock, MigrationPolicy: migrate.Policy{AllowPostCopy: allow, MaxFrozen: time.Millisecond}})
+		for range 2 {
+			h.beat("n1")
+			h.beat("n2")
+		}
+		w, err := h.srv.CreateWorkload(context.Background(), req("web", 100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := h.srv.StartMigration(context.Background(), w.ID, MigrationRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[bool]string{false: "stop-copy", true: "post-copy"}[allow]
+		if m.Mode != want || !strings.Contains(m.ModeReason, "budget") {
+			t.Errorf("AllowPostCopy=%t: auto chose %s (%s), want %s", allow, m.Mode, m.ModeReason, want)
+		}
+		h.waitMigration(m.ID)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/batonhq/baton/migrate"
 	"log/slog"
 	"slices"
 	"sync"
@@ -62,6 +63,11 @@ type Config struct {
 	// NodeStore keeps drains (nil: in memory only). See rebalance.go, drain.go.
 	Rebalance rebalance.Policy
 	NodeStore store.NodeStore
+	// MigrationPolicy steers mode auto (see migrate.Policy). Its zero value
+	// never lets auto choose post-copy (AllowPostCopy false, the default of
+	// baton server --allow-post-copy); an explicit post-copy request is
+	// always honoured where the nodes support it.
+	MigrationPolicy migrate.Policy
 }
 
 // NodeView is a node as the API shows it.

@@ -24,6 +24,7 @@ type harness struct {
 	store  *store.Memory
 	agents *MemoryAgents
 	clock  *fakeClock
+	lazy   bool // nodes report lazy pages (post-copy) in their features
 }
 
 func newHarness(t *testing.T, nodes ...string) *harness {
@@ -47,7 +48,7 @@ func (h *harness) beat(node string) {
 		Capacity:  wire.Capacity{CPUs: 4, CPUMillis: 4000, MemoryMB: 8192},
 		Headroom:  wire.Headroom{CPUMillis: 4000, MemoryMB: 8192},
 		Workloads: h.agents.Running(node),
-		Features:  &wire.NodeFeatures{CRIU: true},
+		Features:  &wire.NodeFeatures{CRIU: true, LazyPages: h.lazy, UFFD: h.lazy},
 	})
 }
 

@@ -14,8 +14,10 @@ import (
 //
 //	server ─ prepare ────▶ target   images dir, cgroups, CRIU page server → PageServer
 //	server ─ dump ───────▶ source   freeze, dump pages to PageServer; source stays frozen
+//	                                (post-copy: no pages; the source serves them → PageServer)
 //	server ─ send-images ▶ source ─ receive (chunks) ─▶ target   non-page images (+ workdir, log across hosts)
 //	server ─ restore ────▶ target   restore, adopt under the workload's id → PID
+//	server ─ wait-pages ─▶ target   post-copy: wait until every page arrived → Bytes
 //	server ─ commit ─────▶ source   kill the frozen copy, forget it; ─▶ target: clean images
 //	server ─ abort ──────▶ target   kill any restored copy; ─▶ source: thaw it
 const (
@@ -24,6 +26,7 @@ const (
 	OpMigrateSendImages = "migrate-send-images"
 	OpMigrateReceive    = "migrate-receive"
 	OpMigrateRestore    = "migrate-restore"
+	OpMigrateWaitPages  = "migrate-wait-pages"
 	OpMigrateCommit     = "migrate-commit"
 	OpMigrateAbort      = "migrate-abort"
 )
@@ -46,7 +49,9 @@ type MigrationCmd struct {
 	Mode     string       `json:"mode"` // resolved: stop-copy, pre-copy, post-copy
 	// Role says which side a commit or abort is for.
 	Role string `json:"role,omitempty"`
-	// PageServer is the target's CRIU page server (host:port), for dump.
+	// PageServer is the CRIU page server (host:port) of the migration: the
+	// target's, for a stop-copy dump; the source's (from the dump's reply),
+	// for a post-copy restore.
 	PageServer string `json:"page_server,omitempty"`
 	// SourceLog and SourceWorkdir are the paths the source process had open
 	// (its log and cwd), for restore; filled by the source's dump reply.
@@ -78,9 +83,9 @@ const MaxChunk = 512 << 10
 
 // MigrationReply reports the outcome of a migration operation.
 type MigrationReply struct {
-	PageServer    string        `json:"page_server,omitempty"` // prepare: host:port
+	PageServer    string        `json:"page_server,omitempty"` // prepare (stop-copy), dump (post-copy): host:port
 	PID           int           `json:"pid,omitempty"`         // restore: host PID of the restored process
-	Bytes         int64         `json:"bytes,omitempty"`       // dump, send-images: bytes moved
+	Bytes         int64         `json:"bytes,omitempty"`       // dump, send-images, wait-pages: bytes moved
 	RSSBytes      int64         `json:"rss_bytes,omitempty"`   // dump: the workload's RSS at the freeze
 	FrozenAt      time.Time     `json:"frozen_at,omitzero"`    // dump: when the source froze
 	Took          time.Duration `json:"took,omitempty"`        // how long the operation took on the agent
@@ -99,6 +104,9 @@ type NodeFeatures struct {
 	MemDirtyTrack bool   `json:"mem_dirty_track"` // pre-copy possible
 	LazyPages     bool   `json:"lazy_pages"`      // post-copy possible (with UFFD)
 	UFFD          bool   `json:"uffd"`
+	// LazyPagesWhyNot says why LazyPages is false on a node whose kernel
+	// has userfaultfd (for example fs.pipe-max-size too small).
+	LazyPagesWhyNot string `json:"lazy_pages_why_not,omitempty"`
 	// HostID identifies the machine (its machine id and boot id): two nodes
 	// with the same HostID share a filesystem, so a workload's workdir and
 	// files need no copying between them.
@@ -116,8 +124,12 @@ func validateMigrationCmd(op string, m *MigrationCmd) error {
 	}
 	switch op {
 	case OpMigrateDump:
-		if m.PageServer == "" {
+		if m.PageServer == "" && m.Mode != "post-copy" {
 			return fmt.Errorf("command %s: %w: migration %s needs the target's page server", op, ErrMalformed, m.ID)
+		}
+	case OpMigrateRestore:
+		if m.PageServer == "" && m.Mode == "post-copy" {
+			return fmt.Errorf("command %s: %w: post-copy migration %s needs the source's page server", op, ErrMalformed, m.ID)
 		}
 	case OpMigrateCommit, OpMigrateAbort:
 		if m.Role != RoleSource && m.Role != RoleTarget {

@@ -230,7 +230,7 @@ func DecodeCommand(data []byte) (Command, error) {
 			return Command{}, fmt.Errorf("command stop: %w: needs an id", ErrMalformed)
 		}
 	case OpSelfFence:
-	case OpMigratePrepare, OpMigrateDump, OpMigrateSendImages, OpMigrateRestore, OpMigrateCommit, OpMigrateAbort:
+	case OpMigratePrepare, OpMigrateDump, OpMigrateSendImages, OpMigrateRestore, OpMigrateWaitPages, OpMigrateCommit, OpMigrateAbort:
 		if err := validateMigrationCmd(c.Op, c.Migration); err != nil {
 			return Command{}, err
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/batonhq/baton/nodeagent"
@@ -30,9 +31,13 @@ re-adopts them from the state in --data-dir.`, stderr)
 	fs.StringVar(&cfg.CRIUPath, "criu", "", "the criu binary (default: criu on PATH; make deps installs 4.x in /usr/local/sbin)")
 	fs.Int64Var(&cfg.MemoryMB, "memory-mb", 0, "report this node as a slice of the machine with this much memory (MiB): free memory is then the slice minus the resident memory of this node's workloads (never more than the machine has). For several nodes on one machine; 0: the whole machine")
 	fs.BoolVar(&cfg.StopWorkloadsOnExit, "stop-workloads-on-exit", false, "stop every workload when the agent exits (baton dev uses this)")
+	injectRestore := fs.String("inject-restore-failure", "", "FAULT INJECTION, tests only: comma-separated workload names or ids whose next migration restore here fails after CRIU restored them")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *injectRestore != "" {
+		cfg.InjectRestoreFailure = strings.Split(*injectRestore, ",")
 	}
 	var err error
 	if cfg.Labels, err = nodeagent.ParseLabels(*labels); err != nil {

@@ -76,8 +76,6 @@ its node, exactly once, and the reason is printed.`, stderr)
 		fmt.Fprintf(stdout, "done: %s runs on %s (pid %d); frozen %.0f ms, total %.0f ms, %s moved\n",
 			m.WorkloadName, m.Target, m.TargetPID, m.FrozenMS, m.TotalMS, humanBytes(m.BytesMoved))
 		return nil
-	case "lost":
-		return fmt.Errorf("migration %s lost the workload (post-copy failed after the target ran): %s", m.ID, m.Reason)
 	default:
 		return fmt.Errorf("migration %s failed and was rolled back: %s still runs on %s (frozen %.0f ms): %s",
 			m.ID, m.WorkloadName, m.Source, m.FrozenMS, m.Reason)

@@ -19,6 +19,7 @@ import (
 	"github.com/batonhq/baton/failover/groups"
 	"github.com/batonhq/baton/failover/membership"
 	"github.com/batonhq/baton/failover/quorum"
+	"github.com/batonhq/baton/migrate"
 	"github.com/batonhq/baton/natsbus"
 	"github.com/batonhq/baton/placement"
 	"github.com/batonhq/baton/placement/rebalance"
@@ -46,6 +47,8 @@ type serverConfig struct {
 	// Rebalance is the rebalancing level (empty: rebalance.DefaultLevel),
 	// RebalanceOn the measured resources it watches (empty: memory,cpu).
 	Rebalance, RebalanceOn string
+	// AllowPostCopy lets migration mode auto choose post-copy.
+	AllowPostCopy bool
 }
 
 func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -68,6 +71,7 @@ replicated JetStream in production).`, stderr)
 	fs.BoolVar(&cfg.WaitForAll, "wait-for-all", false, "on first start, stay inquorate until every expected vote has been live at once")
 	fs.StringVar(&cfg.Rebalance, "rebalance", string(rebalance.DefaultLevel), "move workloads off hot nodes by live migration: off, conservative (hot under 10% free for 5 reports, one migration at a time) or aggressive (20% free, 3 reports, up to 4 at once); drains work whatever the level")
 	fs.StringVar(&cfg.RebalanceOn, "rebalance-on", "memory,cpu", "the measured resources that make a node hot: memory,cpu, memory or cpu (several agents on one machine share its CPU: use memory)")
+	fs.BoolVar(&cfg.AllowPostCopy, "allow-post-copy", false, "let migration mode auto choose post-copy for workloads too big for stop-copy's downtime budget (an explicit --mode post-copy is always allowed)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -173,6 +177,7 @@ func serve(ctx context.Context, cfg serverConfig, log *slog.Logger, ready func(a
 		DefaultStrategy: placement.Strategy(cfg.Strategy), AwaitLeadership: true,
 		Membership: detection, TimeoutDetection: cfg.Detection == "timeout", Name: cfg.Name, HA: ha,
 		Rebalance: policy, NodeStore: nodesKV,
+		MigrationPolicy: migrate.Policy{AllowPostCopy: cfg.AllowPostCopy},
 	})
 	if err := srv.Load(ctx); err != nil {
 		return err

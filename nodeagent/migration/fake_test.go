@@ -30,6 +30,10 @@ type fakeCRIU struct {
 	pid         int
 	stoppedPSes int
 	ctx         context.Context // of the last Dump or Restore
+	// post-copy
+	lazySrc   *fakeLazySource // the last LazyDump's
+	pagesErr  error           // what the target's Wait answers
+	pagesHold bool            // Wait holds until killed or cancelled
 }
 
 func (f *fakeCRIU) opCtx() context.Context {
@@ -93,6 +97,77 @@ func (f *fakeCRIU) Restore(ctx context.Context, o criu.RestoreOpts) (criu.Restor
 	return criu.RestoreResult{PID: f.pid}, nil
 }
 
+// LazyDump: a lazy source that serves until killed or ended.
+func (f *fakeCRIU) LazyDump(ctx context.Context, o criu.DumpOpts) (LazySource, error) {
+	f.note("lazy-dump")
+	f.wait(ctx, "lazy-dump")
+	if f.dumpErr != nil {
+		return nil, f.dumpErr
+	}
+	src := &fakeLazySource{f: f, done: make(chan struct{})}
+	f.mu.Lock()
+	f.lazySrc = src
+	f.mu.Unlock()
+	return src, nil
+}
+
+// LazyPages: a daemon whose Wait answers pagesErr (nil: 40960 bytes), or
+// holds until it is killed when pagesHold is set.
+func (f *fakeCRIU) LazyPages(ctx context.Context, imagesDir, pageServer string) (LazyTarget, error) {
+	f.note("lazy-pages " + pageServer)
+	return &fakeLazyTarget{f: f, killed: make(chan struct{})}, nil
+}
+
+type fakeLazySource struct {
+	f    *fakeCRIU
+	done chan struct{}
+	once sync.Once
+}
+
+func (l *fakeLazySource) Address() string       { return "127.0.0.1:5151" }
+func (l *fakeLazySource) Done() <-chan struct{} { return l.done }
+func (l *fakeLazySource) end()                  { l.once.Do(func() { close(l.done) }) }
+func (l *fakeLazySource) Kill()                 { l.f.note("lazy-dump-kill"); l.end() }
+func (l *fakeLazySource) Wait(ctx context.Context) (criu.DumpResult, error) {
+	select {
+	case <-l.done:
+		return criu.DumpResult{}, nil
+	case <-ctx.Done():
+		return criu.DumpResult{}, ctx.Err()
+	}
+}
+
+type fakeLazyTarget struct {
+	f      *fakeCRIU
+	killed chan struct{}
+	once   sync.Once
+}
+
+func (l *fakeLazyTarget) PID() int { return 1 }
+func (l *fakeLazyTarget) Kill() {
+	l.f.note("lazy-pages-kill")
+	l.once.Do(func() { close(l.killed) })
+}
+func (l *fakeLazyTarget) Wait(ctx context.Context, stall time.Duration) (int64, error) {
+	l.f.mu.Lock()
+	hold, err := l.f.pagesHold, l.f.pagesErr
+	l.f.mu.Unlock()
+	if hold {
+		select {
+		case <-l.killed:
+			return 0, criu.ErrIncomplete
+		case <-ctx.Done():
+			l.Kill()
+			return 0, ctx.Err()
+		}
+	}
+	if err != nil {
+		l.Kill()
+		return 0, err
+	}
+	return 40960, nil
+}
+
 // fakeRunner is Workloads' in-memory twin: workload states and the calls
 // made, in order.
 type fakeRunner struct {
@@ -143,6 +218,13 @@ func (r *fakeRunner) Handoff(ctx context.Context, id string) error {
 		return runner.ErrNotRunning
 	}
 	delete(r.state, id)
+	return nil
+}
+
+func (r *fakeRunner) Continue(ctx context.Context, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.note("continue")
 	return nil
 }
 
@@ -201,7 +283,8 @@ func newFakeNode(t *testing.T, name string) *fakeNode {
 	dir := t.TempDir()
 	n := &fakeNode{c: &fakeCRIU{pid: 777}, r: newFakeRunner(dir)}
 	var err error
-	n.m, err = New(Config{Node: name, DataDir: dir, Runner: n.r, CRIU: n.c, Features: wire.NodeFeatures{CRIU: true, HostID: "h"}})
+	n.m, err = New(Config{Node: name, DataDir: dir, Runner: n.r, CRIU: n.c, Features: wire.NodeFeatures{CRIU: true, HostID: "h"},
+		Alive: func(pid int) bool { return pid == n.c.pid }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +470,7 @@ func TestFailuresAreFinal(t *testing.T) {
 // TestRefusals: commands this node must not carry out.
 func TestRefusals(t *testing.T) {
 	n := newFakeNode(t, "dst")
-	noCRIU, err := New(Config{Node: "dst", DataDir: t.TempDir(), Runner: n.r, CRIU: (*criu.Client)(nil)})
+	noCRIU, err := New(Config{Node: "dst", DataDir: t.TempDir(), Runner: n.r, CRIU: Real(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,7 +485,8 @@ func TestRefusals(t *testing.T) {
 		{"no CRIU", noCRIU, wire.OpMigratePrepare, nil, ErrNoCRIU},
 		{"dump on the target", n.m, wire.OpMigrateDump, nil, ErrWrongNode},
 		{"prepare for another target", n.m, wire.OpMigratePrepare, func(c *wire.MigrationCmd) { c.Target = "other" }, ErrWrongNode},
-		{"post-copy", n.m, wire.OpMigratePrepare, func(c *wire.MigrationCmd) { c.Mode = "post-copy" }, ErrMode},
+		{"post-copy without lazy pages here", n.m, wire.OpMigratePrepare, func(c *wire.MigrationCmd) { c.Mode = "post-copy" }, ErrMode},
+		{"pre-copy", n.m, wire.OpMigratePrepare, func(c *wire.MigrationCmd) { c.Mode = "pre-copy" }, ErrMode},
 		{"restore before prepare", n.m, wire.OpMigrateRestore, nil, ErrUnknown},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -45,14 +45,15 @@ var (
 
 // Phases of a migration on one agent, persisted.
 const (
-	phasePrepared  = "prepared"  // target: images dir, cgroups, page server
-	phaseDumping   = "dumping"   // source: freezing and dumping
-	phaseDumped    = "dumped"    // source: frozen, dumped
-	phaseSent      = "sent"      // source: images sent
-	phaseRestoring = "restoring" // target: CRIU restore running
-	phaseRestored  = "restored"  // target: restored and adopted
-	phaseCommitted = "committed" // both: done; tombstone
-	phaseAborted   = "aborted"   // both: rolled back; tombstone
+	phasePrepared  = "prepared"   // target: images dir, cgroups, page server
+	phaseDumping   = "dumping"    // source: freezing and dumping
+	phaseDumped    = "dumped"     // source: frozen, dumped
+	phaseSent      = "sent"       // source: images sent
+	phaseRestoring = "restoring"  // target: CRIU restore running
+	phaseRestored  = "restored"   // target: restored and adopted (post-copy: pages still arriving)
+	phasePagesDone = "pages-done" // target, post-copy: every page arrived
+	phaseCommitted = "committed"  // both: done; tombstone
+	phaseAborted   = "aborted"    // both: rolled back; tombstone
 )
 
 // record is a migration as this agent persists it.
@@ -70,7 +71,16 @@ type record struct {
 	Sent   int64                `json:"sent,omitempty"`
 	PID    int                  `json:"pid,omitempty"`
 	Page   string               `json:"page_server,omitempty"`
+	// Mode is the migration's mode (stop-copy, post-copy).
+	Mode string `json:"mode,omitempty"`
+	// PagesBytes: target, post-copy: the bytes of pages the lazy-pages
+	// daemon transferred (wait-pages' answer).
+	PagesBytes int64 `json:"pages_bytes,omitempty"`
 }
+
+const modePostCopy = "post-copy"
+
+func (r *record) postCopy() bool { return r.Mode == modePostCopy }
 
 // mig is one migration on this agent. op serialises its operations; rec is
 // guarded by op. cancel (guarded by Manager.mu) cancels the op in flight.
@@ -79,6 +89,9 @@ type mig struct {
 	rec    record
 	stopPS func() error // target: the page server, nil if none runs
 	cancel context.CancelFunc
+	// Post-copy, in memory only (an agent restart loses them; see New):
+	lazySrc LazySource // source: the dump serving the frozen source's pages
+	lazyDst LazyTarget // target: the lazy-pages daemon filling the copy's memory
 }
 
 // Checkpointer is the CRIU this package drives; *criu.Client is the real
@@ -87,7 +100,56 @@ type Checkpointer interface {
 	PageServer(ctx context.Context, imagesDir, addr string) (stop func() error, port int, err error)
 	Dump(ctx context.Context, o criu.DumpOpts) (criu.DumpResult, error)
 	Restore(ctx context.Context, o criu.RestoreOpts) (criu.RestoreResult, error)
+	// Post-copy (see criu.Client.LazyDump and LazyPages).
+	LazyDump(ctx context.Context, o criu.DumpOpts) (LazySource, error)
+	LazyPages(ctx context.Context, imagesDir, pageServer string) (LazyTarget, error)
 }
+
+// LazySource is a post-copy dump serving the frozen source's pages
+// (*criu.LazyDumpRun).
+type LazySource interface {
+	Address() string
+	Done() <-chan struct{}
+	Wait(ctx context.Context) (criu.DumpResult, error)
+	Kill()
+}
+
+// LazyTarget is the target's lazy-pages daemon (*criu.LazyPagesDaemon).
+type LazyTarget interface {
+	Wait(ctx context.Context, stall time.Duration) (int64, error)
+	Kill()
+	PID() int
+}
+
+// Real wraps CRIU's client as a Checkpointer; nil gives nil (no CRIU).
+func Real(c *criu.Client) Checkpointer {
+	if c == nil {
+		return nil
+	}
+	return realCRIU{c}
+}
+
+type realCRIU struct{ *criu.Client }
+
+func (r realCRIU) LazyDump(ctx context.Context, o criu.DumpOpts) (LazySource, error) {
+	run, err := r.Client.LazyDump(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return lazyRun{run}, nil
+}
+
+func (r realCRIU) LazyPages(ctx context.Context, imagesDir, pageServer string) (LazyTarget, error) {
+	d, err := r.Client.LazyPages(ctx, imagesDir, pageServer)
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+type lazyRun struct{ *criu.LazyDumpRun }
+
+func (l lazyRun) Address() string { return l.Addr }
 
 // Workloads is the runner's part in migrations; *runner.Runner is the real
 // one (see its migrate.go), fakeRunner in the tests its in-memory twin.
@@ -99,6 +161,7 @@ type Workloads interface {
 	Freeze(ctx context.Context, id, migration string) (runner.Frozen, error)
 	Thaw(ctx context.Context, id, migration string) (wire.WorkloadStatus, error)
 	Handoff(ctx context.Context, id string) error
+	Continue(ctx context.Context, id string) error // SIGCONT (post-copy leaves the source stopped)
 	// target
 	PrepareCgroups(spec wire.WorkloadSpec) (string, error)
 	Adopt(ctx context.Context, spec wire.WorkloadSpec, pid int) (wire.WorkloadStatus, error)
@@ -117,7 +180,23 @@ type Config struct {
 	// MigrateAddr is the host page servers listen on (default 127.0.0.1).
 	MigrateAddr  string
 	ChunkTimeout time.Duration // per chunk acknowledgement; default 30 s
-	Logger       *slog.Logger
+	// PageStall: post-copy, target: a lazy-pages daemon that makes no
+	// progress for this long counts as cut off from the source; its copy is
+	// killed at once (default DefaultPageStall).
+	PageStall time.Duration
+	// DumpEndWait: post-copy, source: how long an abort waits for the dump
+	// to end on its own (it does once the target's daemon is gone) before
+	// it kills it; default 5 s.
+	DumpEndWait time.Duration
+	// FailRestoreFor names workloads (by id or name) whose next restore on this
+	// node fails on purpose, after CRIU has really restored them: a fault
+	// injection for tests of the rollback (baton agent
+	// --inject-restore-failure). Never set it in production.
+	FailRestoreFor map[string]bool
+	// Alive says whether a host PID runs; default: /proc (tests of the
+	// fakes replace it).
+	Alive  func(pid int) bool
+	Logger *slog.Logger
 }
 
 // Manager handles the migration operations of one agent. Its methods are
@@ -140,11 +219,20 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.ChunkTimeout <= 0 {
 		cfg.ChunkTimeout = 30 * time.Second
 	}
+	if cfg.Alive == nil {
+		cfg.Alive = unixAlive
+	}
+	if cfg.DumpEndWait <= 0 {
+		cfg.DumpEndWait = 5 * time.Second
+	}
+	if cfg.PageStall <= 0 {
+		cfg.PageStall = DefaultPageStall
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c, ok := cfg.CRIU.(*criu.Client); ok && c == nil {
-		cfg.CRIU = nil // a nil *criu.Client from Detect: no CRIU
+	if c, ok := cfg.CRIU.(realCRIU); ok && c.Client == nil {
+		cfg.CRIU = nil
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, dir: filepath.Join(cfg.DataDir, "migrations"), migs: map[string]*mig{}}
 	if err := os.MkdirAll(m.dir, 0o700); err != nil {
@@ -164,9 +252,16 @@ func New(cfg Config) (*Manager, error) {
 			m.log.Warn("ignoring unreadable migration record", "dir", e.Name(), "err", err)
 			continue
 		}
-		m.migs[rec.ID] = &mig{rec: rec}
+		g := &mig{rec: rec}
+		m.migs[rec.ID] = g
 		if rec.Phase != phaseCommitted && rec.Phase != phaseAborted {
 			m.log.Info("migration in progress at start", "migration", rec.ID, "role", rec.Role, "phase", rec.Phase, "workload", rec.Workload.ID)
+		}
+		if rec.Role == wire.RoleTarget && rec.postCopy() && (rec.Phase == phaseRestoring || rec.Phase == phaseRestored) && rec.Failed == "" {
+			// The lazy-pages daemon died with this agent: the copy runs
+			// on a memory that will never be complete. Kill it now; the
+			// server's abort then resumes the frozen source.
+			m.dropLazyCopy(g, "the agent restarted during the lazy page transfer (the lazy-pages daemon died with it)")
 		}
 	}
 	return m, nil
@@ -198,6 +293,30 @@ func HostID() string {
 	return hex.EncodeToString(sum[:12])
 }
 
+// DefaultPageStall is Config.PageStall's default.
+const DefaultPageStall = 10 * time.Second
+
+// dropLazyCopy kills a post-copy target's copy whose memory cannot be
+// completed any more, and records why (wait-pages and restore then answer
+// it). g.op must be held, or g not yet shared.
+func (m *Manager) dropLazyCopy(g *mig, why string) {
+	if g.lazyDst != nil {
+		g.lazyDst.Kill()
+		g.lazyDst = nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := fmt.Errorf("migration %s of workload %q on %s: %s: its copy was killed", g.rec.ID, g.rec.Workload.ID, m.cfg.Node, why)
+	if derr := m.cfg.Runner.Discard(ctx, g.rec.Workload.ID); derr != nil {
+		err = fmt.Errorf("%w; and removing it failed: %v", err, derr)
+	}
+	g.rec.Failed = err.Error()
+	if serr := m.save(g); serr != nil {
+		m.log.Error("saving migration", "migration", g.rec.ID, "err", serr)
+	}
+	m.log.Warn("post-copy copy dropped", "migration", g.rec.ID, "workload", g.rec.Workload.ID, "why", why)
+}
+
 // MinCRIUVersion is the oldest CRIU that works on Baton's kernels (3.17
 // fails on the newer vDSO layout).
 const MinCRIUVersion = 40000
@@ -219,9 +338,18 @@ func Detect(ctx context.Context, criuPath, migrateAddr string) (wire.NodeFeature
 	if v < MinCRIUVersion {
 		return f, nil, fmt.Sprintf("CRIU %s is too old (need 4.0 or later)", f.CRIUVersion)
 	}
+	// Lazy pages need a large fs.pipe-max-size on a post-copy source (see
+	// migrate/POSTCOPY.md); Features reports LazyPages only if it is.
+	pipeWhy := ""
+	if _, err := criu.EnsurePipeMaxSize(); err != nil {
+		pipeWhy = err.Error()
+	}
 	feats, err := c.Features(ctx)
 	if err != nil {
 		return f, nil, err.Error()
+	}
+	if !feats.LazyPages && feats.UFFD && pipeWhy != "" {
+		f.LazyPagesWhyNot = pipeWhy
 	}
 	f.CRIU = true
 	f.MemDirtyTrack = feats.MemDirtyTrack
@@ -243,12 +371,14 @@ func (m *Manager) Handle(ctx context.Context, cmd wire.Command) (*wire.Migration
 	if m.cfg.CRIU == nil && cmd.Op != wire.OpMigrateAbort && cmd.Op != wire.OpMigrateCommit {
 		return nil, fmt.Errorf("%w on node %s: run make deps (it installs CRIU 4.x): migration %s cannot %s", ErrNoCRIU, m.cfg.Node, mc.ID, cmd.Op)
 	}
-	if mc.Mode != "" && mc.Mode != "stop-copy" && cmd.Op != wire.OpMigrateAbort && cmd.Op != wire.OpMigrateCommit {
-		return nil, fmt.Errorf("%w: migration %s: mode %q on node %s: only stop-copy is carried out by the agents so far", ErrMode, mc.ID, mc.Mode, m.cfg.Node)
+	if cmd.Op != wire.OpMigrateAbort && cmd.Op != wire.OpMigrateCommit {
+		if err := m.modeOK(mc, cmd.Op); err != nil {
+			return nil, err
+		}
 	}
 	role := mc.Role
 	switch cmd.Op {
-	case wire.OpMigratePrepare, wire.OpMigrateRestore:
+	case wire.OpMigratePrepare, wire.OpMigrateRestore, wire.OpMigrateWaitPages:
 		role = wire.RoleTarget
 	case wire.OpMigrateDump, wire.OpMigrateSendImages:
 		role = wire.RoleSource
@@ -268,6 +398,8 @@ func (m *Manager) Handle(ctx context.Context, cmd wire.Command) (*wire.Migration
 		rep, err = m.sendImages(ctx, mc, cmd.Epoch)
 	case wire.OpMigrateRestore:
 		rep, err = m.restore(ctx, mc)
+	case wire.OpMigrateWaitPages:
+		rep, err = m.waitPages(ctx, mc)
 	case wire.OpMigrateCommit:
 		rep, err = m.commit(ctx, mc)
 	case wire.OpMigrateAbort:
@@ -279,6 +411,30 @@ func (m *Manager) Handle(ctx context.Context, cmd wire.Command) (*wire.Migration
 		rep.Took = time.Since(start)
 	}
 	return rep, err
+}
+
+// modeOK refuses a mode this node cannot carry out, saying why.
+func (m *Manager) modeOK(mc *wire.MigrationCmd, op string) error {
+	f := m.cfg.Features
+	switch mc.Mode {
+	case "", "stop-copy":
+		return nil
+	case modePostCopy:
+		switch {
+		case mc.Source == m.cfg.Node && !f.LazyPages:
+			why := "CRIU lacks lazy-pages support here"
+			if f.LazyPagesWhyNot != "" {
+				why = f.LazyPagesWhyNot
+			}
+			return fmt.Errorf("%w: migration %s: node %s cannot serve post-copy pages: %s; use stop-copy", ErrMode, mc.ID, m.cfg.Node, why)
+		case mc.Target == m.cfg.Node && !(f.UFFD && f.LazyPages):
+			return fmt.Errorf("%w: migration %s: node %s cannot restore with lazy pages (userfaultfd or CRIU lazy-pages missing); use stop-copy", ErrMode, mc.ID, m.cfg.Node)
+		}
+		return nil
+	case "pre-copy":
+		return fmt.Errorf("%w: migration %s: pre-copy on node %s: the agents do not carry out pre-dump rounds (no soft-dirty tracking on Baton's kernels); use stop-copy or post-copy", ErrMode, mc.ID, m.cfg.Node)
+	}
+	return fmt.Errorf("%w: migration %s: unknown mode %q", ErrMode, mc.ID, mc.Mode)
 }
 
 // begin returns migration mc.ID locked for an operation with a context that
@@ -331,7 +487,7 @@ func (m *Manager) save(g *mig) error {
 }
 
 func newRecord(mc *wire.MigrationCmd, role string) *record {
-	return &record{ID: mc.ID, Role: role, Workload: mc.Workload, Source: mc.Source, Target: mc.Target}
+	return &record{ID: mc.ID, Role: role, Workload: mc.Workload, Source: mc.Source, Target: mc.Target, Mode: mc.Mode}
 }
 
 func checkRole(g *mig, mc *wire.MigrationCmd, role string) error {
@@ -363,7 +519,7 @@ func (m *Manager) prepare(ctx context.Context, mc *wire.MigrationCmd) (*wire.Mig
 	switch g.rec.Phase {
 	case "":
 	case phasePrepared:
-		if g.stopPS != nil {
+		if g.stopPS != nil || g.rec.postCopy() {
 			return &wire.MigrationReply{PageServer: g.rec.Page, HostID: m.cfg.Features.HostID}, nil
 		}
 	default:
@@ -380,6 +536,12 @@ func (m *Manager) prepare(ctx context.Context, mc *wire.MigrationCmd) (*wire.Mig
 	g.rec.Phase = phasePrepared
 	if err := m.save(g); err != nil {
 		return nil, err
+	}
+	if g.rec.postCopy() {
+		// The pages stay on the source, which serves them after the
+		// restore: no page server here.
+		m.log.Info("migration prepared", "migration", mc.ID, "workload", mc.Workload.ID, "mode", mc.Mode)
+		return &wire.MigrationReply{HostID: m.cfg.Features.HostID}, nil
 	}
 	stop, port, err := m.cfg.CRIU.PageServer(ctx, images, net.JoinHostPort(m.cfg.MigrateAddr, "0"))
 	if err != nil {
@@ -426,6 +588,10 @@ func (m *Manager) dump(ctx context.Context, mc *wire.MigrationCmd) (*wire.Migrat
 		defer cancel()
 		if _, terr := m.cfg.Runner.Thaw(tctx, mc.Workload.ID, mc.ID); terr != nil && !errors.Is(terr, runner.ErrUnknownWorkload) {
 			err = fmt.Errorf("%w; and resuming it failed: %v", err, terr)
+		} else if g.rec.postCopy() {
+			if cerr := m.cfg.Runner.Continue(tctx, mc.Workload.ID); cerr != nil {
+				err = fmt.Errorf("%w; and continuing it failed: %v", err, cerr)
+			}
 		}
 		g.rec.Failed = err.Error()
 		if serr := m.save(g); serr != nil {
@@ -444,6 +610,30 @@ func (m *Manager) dump(ctx context.Context, mc *wire.MigrationCmd) (*wire.Migrat
 		return fail(err)
 	}
 	rss, _ := criu.RSS(fr.PID)
+	if g.rec.postCopy() {
+		lazy, err := m.cfg.CRIU.LazyDump(ctx, criu.DumpOpts{
+			PID: fr.PID, ImagesDir: m.imagesDir(mc.ID), PageServer: net.JoinHostPort(m.cfg.MigrateAddr, "0"),
+			FreezeCgroup: fr.FreezerDir, NetworkLockSkip: true,
+		})
+		if err != nil {
+			return fail(err)
+		}
+		g.lazySrc = lazy
+		g.rec.Page = lazy.Address()
+		g.rec.Dump = &wire.MigrationReply{
+			FrozenAt: fr.FrozenAt.UTC(), RSSBytes: rss, PageServer: g.rec.Page,
+			Took: time.Since(start), SourceLog: fr.Log, SourceWorkdir: fr.Workdir,
+		}
+		g.rec.Phase = phaseDumped
+		if err := m.save(g); err != nil {
+			lazy.Kill()
+			g.lazySrc = nil
+			return fail(err)
+		}
+		m.log.Info("migration dumped without memory; serving pages", "migration", mc.ID, "workload", mc.Workload.ID, "page_server", g.rec.Page, "took", g.rec.Dump.Took)
+		rep := *g.rec.Dump
+		return &rep, nil
+	}
 	res, err := m.cfg.CRIU.Dump(ctx, criu.DumpOpts{
 		PID: fr.PID, ImagesDir: m.imagesDir(mc.ID), PageServer: mc.PageServer,
 		LeaveRunning: true, FreezeCgroup: fr.FreezerDir,
@@ -603,7 +793,7 @@ func (m *Manager) restore(ctx context.Context, mc *wire.MigrationCmd) (*wire.Mig
 	switch {
 	case g.rec.Failed != "":
 		return nil, failedErr(g)
-	case g.rec.Phase == phaseRestored:
+	case g.rec.Phase == phaseRestored || g.rec.Phase == phasePagesDone:
 		return &wire.MigrationReply{PID: g.rec.PID}, nil
 	case g.rec.Phase != phasePrepared:
 		// restoring: the agent restarted in the middle; only an abort
@@ -622,6 +812,10 @@ func (m *Manager) restore(ctx context.Context, mc *wire.MigrationCmd) (*wire.Mig
 	}
 	fail := func(err error) (*wire.MigrationReply, error) {
 		err = fmt.Errorf("restore migration %s of workload %q on %s: %w", mc.ID, id, m.cfg.Node, err)
+		if g.lazyDst != nil {
+			g.lazyDst.Kill()
+			g.lazyDst = nil
+		}
 		// Nothing of a failed restore may run.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
@@ -646,12 +840,26 @@ func (m *Manager) restore(ctx context.Context, mc *wire.MigrationCmd) (*wire.Mig
 	}
 	defer logf.Close()
 	path := r.CgroupPath(id)
+	if g.rec.postCopy() {
+		// The daemon that will fill the copy's memory from the source's
+		// page server; the restore hands it the copy's userfaultfds.
+		d, err := m.cfg.CRIU.LazyPages(ctx, m.imagesDir(mc.ID), mc.PageServer)
+		if err != nil {
+			return fail(err)
+		}
+		g.lazyDst = d
+	}
 	res, err := m.cfg.CRIU.Restore(ctx, criu.RestoreOpts{
 		ImagesDir: m.imagesDir(mc.ID), Cgroups: criu.CgroupRoots(path), Log: logf, LogKey: mc.SourceLog,
-		Detach: true, ThawFreezer: criu.NewFreezer(path).Dir,
+		Detach: true, ThawFreezer: criu.NewFreezer(path).Dir, LazyPages: g.rec.postCopy(),
 	})
 	if err != nil {
 		return fail(err)
+	}
+	if m.injectedFailure(mc.Workload) {
+		// Fault injection (tests only): the copy really runs, and the
+		// failure goes through the same path as CRIU's own.
+		return fail(fmt.Errorf("fault injected by --inject-restore-failure after CRIU restored pid %d", res.PID))
 	}
 	g.rec.PID = res.PID
 	if _, err := r.Adopt(ctx, mc.Workload, res.PID); err != nil {
@@ -664,6 +872,98 @@ func (m *Manager) restore(ctx context.Context, mc *wire.MigrationCmd) (*wire.Mig
 	}
 	m.log.Info("migration restored", "migration", mc.ID, "workload", id, "pid", res.PID, "took", time.Since(start))
 	return &wire.MigrationReply{PID: res.PID, Took: time.Since(start)}, nil
+}
+
+// waitPages (target, post-copy): wait until the lazy-pages daemon has put
+// every page into the restored copy, and the copy still runs. A transfer
+// that fails or stalls kills the copy at once (it runs on a memory with
+// holes); the server then aborts, which resumes the frozen source.
+func (m *Manager) waitPages(ctx context.Context, mc *wire.MigrationCmd) (*wire.MigrationReply, error) {
+	g, ctx, end, err := m.begin(ctx, mc.ID, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
+	if err := checkRole(g, mc, wire.RoleTarget); err != nil {
+		return nil, err
+	}
+	switch {
+	case g.rec.Failed != "":
+		return nil, failedErr(g)
+	case g.rec.Phase == phasePagesDone:
+		return &wire.MigrationReply{Bytes: g.rec.PagesBytes}, nil
+	case !g.rec.postCopy() || g.rec.Phase != phaseRestored:
+		return nil, fmt.Errorf("%w: wait-pages of migration %s, a %s migration which is %s here", ErrWrongPhase, mc.ID, g.rec.Mode, g.rec.Phase)
+	case g.lazyDst == nil:
+		m.dropLazyCopy(g, "no lazy-pages daemon serves the copy (the agent restarted)")
+		return nil, failedErr(g)
+	}
+	start := time.Now()
+	n, err := g.lazyDst.Wait(ctx, m.cfg.PageStall)
+	if err != nil && ctx.Err() != nil {
+		// Cancelled (an abort, or the agent stops): the abort kills the
+		// copy; Wait already killed the daemon.
+		g.lazyDst = nil
+		return nil, fmt.Errorf("wait-pages of migration %s: %w", mc.ID, err)
+	}
+	if err == nil && !m.cfg.Alive(g.rec.PID) {
+		err = fmt.Errorf("the restored copy (pid %d) is gone", g.rec.PID)
+	}
+	g.lazyDst = nil
+	if err != nil {
+		m.dropLazyCopy(g, "lazy page transfer failed: "+err.Error())
+		return nil, failedErr(g)
+	}
+	g.rec.Phase, g.rec.PagesBytes = phasePagesDone, n
+	if err := m.save(g); err != nil {
+		return nil, err
+	}
+	m.log.Info("migration pages all arrived", "migration", mc.ID, "workload", mc.Workload.ID, "bytes", n, "took", time.Since(start))
+	return &wire.MigrationReply{Bytes: n, Took: time.Since(start)}, nil
+}
+
+// injectedFailure reports (once per workload) whether Config.FailRestoreFor
+// names w.
+func (m *Manager) injectedFailure(w wire.WorkloadSpec) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range []string{w.ID, w.Name} {
+		if k != "" && m.cfg.FailRestoreFor[k] {
+			delete(m.cfg.FailRestoreFor, k)
+			return true
+		}
+	}
+	return false
+}
+
+// unixAlive reports whether pid runs (exists and is not a zombie).
+func unixAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && len(s) > i+2 && s[i+2] != 'Z'
+}
+
+// endLazySource ends a post-copy source's dump: it waits up to wait for
+// CRIU to end on its own (after the target's daemon has gone it does, within
+// ~200 ms), then kills it. The source stays frozen either way.
+func (m *Manager) endLazySource(g *mig, wait time.Duration) {
+	if g.lazySrc == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	_, err := g.lazySrc.Wait(ctx)
+	cancel()
+	if errors.Is(err, context.DeadlineExceeded) {
+		m.log.Warn("post-copy dump still serving; killing it", "migration", g.rec.ID)
+	} else if err != nil {
+		m.log.Info("post-copy dump ended with an error (the target's verdict decides)", "migration", g.rec.ID, "err", err)
+	}
+	g.lazySrc.Kill()
+	g.lazySrc = nil
 }
 
 // commit: source → kill the frozen copy and forget it; target → clean up.
@@ -692,11 +992,17 @@ func (m *Manager) commit(ctx context.Context, mc *wire.MigrationCmd) (*wire.Migr
 		if g.rec.Phase != phaseDumped && g.rec.Phase != phaseSent {
 			return nil, fmt.Errorf("%w: commit of migration %s, which is %s here (nothing dumped)", ErrWrongPhase, mc.ID, g.rec.Phase)
 		}
+		// Post-copy: the target has every page; the dump has ended or
+		// ends now.
+		m.endLazySource(g, 30*time.Second)
 		if err := m.cfg.Runner.Handoff(ctx, mc.Workload.ID); err != nil {
 			return nil, fmt.Errorf("commit migration %s on %s: %w", mc.ID, m.cfg.Node, err)
 		}
 	case wire.RoleTarget:
-		if g.rec.Phase != phaseRestored {
+		if g.rec.postCopy() && g.rec.Phase != phasePagesDone {
+			return nil, fmt.Errorf("%w: commit of post-copy migration %s, which is %s here (not every page arrived)", ErrWrongPhase, mc.ID, g.rec.Phase)
+		}
+		if g.rec.Phase != phaseRestored && g.rec.Phase != phasePagesDone {
 			return nil, fmt.Errorf("%w: commit of migration %s, which is %s here (not restored)", ErrWrongPhase, mc.ID, g.rec.Phase)
 		}
 		if g.stopPS != nil {
@@ -763,11 +1069,25 @@ func (m *Manager) abort(ctx context.Context, mc *wire.MigrationCmd) (*wire.Migra
 		if err := r.Discard(ctx, mc.Workload.ID); err != nil {
 			return nil, fmt.Errorf("abort migration %s on %s: %w", mc.ID, m.cfg.Node, err)
 		}
+		if g.lazyDst != nil {
+			g.lazyDst.Kill()
+			g.lazyDst = nil
+		}
 	case wire.RoleSource:
+		// Post-copy: the server aborts the target first, so the daemon
+		// is gone and the dump ends by itself; one that still serves
+		// (the target never connected) is killed.
+		m.endLazySource(g, m.cfg.DumpEndWait)
 		if mc.ResumeSource {
 			st, err := r.Thaw(ctx, mc.Workload.ID, mc.ID)
 			if err != nil && !errors.Is(err, runner.ErrUnknownWorkload) {
 				return nil, fmt.Errorf("abort migration %s on %s: %w", mc.ID, m.cfg.Node, err)
+			}
+			if g.rec.postCopy() {
+				// --leave-stopped also stopped it (SIGSTOP).
+				if err := r.Continue(ctx, mc.Workload.ID); err != nil {
+					return nil, fmt.Errorf("abort migration %s on %s: %w", mc.ID, m.cfg.Node, err)
+				}
 			}
 			m.log.Info("migration aborted, source resumed", "migration", mc.ID, "workload", mc.Workload.ID, "pid", st.HostPID)
 		}

@@ -411,3 +411,36 @@ func (r *Runner) Adopt(ctx context.Context, spec wire.WorkloadSpec, pid int) (wi
 	r.log.Info("adopted restored workload", "id", spec.ID, "pid", pid, "cgroup", w.rec.Cgroup)
 	return w.rec.Status, nil
 }
+
+// Continue sends SIGCONT to every process of workload id's cgroups: a
+// post-copy dump leaves the source stopped (CRIU's --leave-stopped) as well
+// as frozen, and an aborted migration must undo both (Thaw, then Continue).
+// A workload without processes is not an error.
+func (r *Runner) Continue(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !idRE.MatchString(id) {
+		return fmt.Errorf("continue workload %q: %w: bad id", id, ErrInvalidSpec)
+	}
+	r.mu.Lock()
+	path := r.CgroupPath(id)
+	if w := r.wls[id]; w != nil {
+		path = w.rec.Cgroup
+	}
+	r.mu.Unlock()
+	cg, err := cgroupv1.New(r.cgroupRoot, path)
+	if err != nil {
+		return err
+	}
+	pids, err := cg.Procs()
+	if err != nil {
+		return fmt.Errorf("continue workload %q: %w", id, err)
+	}
+	for _, pid := range pids {
+		if err := unix.Kill(pid, unix.SIGCONT); err != nil && err != unix.ESRCH {
+			return fmt.Errorf("continue workload %q: pid %d: %w", id, pid, err)
+		}
+	}
+	return nil
+}
