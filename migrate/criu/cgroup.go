@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -282,4 +283,36 @@ func copyFile(src, dst string) (int64, error) {
 		err = cerr
 	}
 	return n, err
+}
+
+// UnmountYards removes the cgroup "yards" (.criu.cgyard.*: a tmpfs with the
+// v1 hierarchies mounted in it) that a CRIU restore killed in flight leaves
+// mounted below dir, deepest first, and returns how many mounts it removed.
+// A restore that ends normally removes its own yard.
+func UnmountYards(dir string) (int, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return 0, err
+	}
+	prefix := strings.TrimSuffix(filepath.Clean(dir), "/") + "/"
+	var points []string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 5 {
+			continue
+		}
+		mp := f[4]
+		if strings.HasPrefix(mp, prefix) && strings.Contains(mp, "/.criu.cgyard.") {
+			points = append(points, mp)
+		}
+	}
+	// Deeper mount points are longer: unmount them before their parent.
+	slices.SortFunc(points, func(a, b string) int { return len(b) - len(a) })
+	var errs []error
+	for _, mp := range points {
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", mp, err))
+		}
+	}
+	return len(points), errors.Join(errs...)
 }

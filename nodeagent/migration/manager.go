@@ -1064,6 +1064,11 @@ func (m *Manager) abort(ctx context.Context, mc *wire.MigrationCmd) (*wire.Migra
 			g.stopPS = nil
 		}
 		stopOrphanPageServer(m.imagesDir(mc.ID))
+		// A restore killed in flight (an agent restart) leaves CRIU's
+		// cgroup yard mounted in the images dir.
+		if _, err := criu.UnmountYards(m.imagesDir(mc.ID)); err != nil {
+			m.log.Warn("unmounting a CRIU cgroup yard", "migration", mc.ID, "err", err)
+		}
 		// Prepare refused a workload this runner already had, so anything
 		// under its id here came from this migration.
 		if err := r.Discard(ctx, mc.Workload.ID); err != nil {
