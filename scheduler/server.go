@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/batonhq/baton/migrate"
 	"log/slog"
 	"slices"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/batonhq/baton/failover/groups"
 	"github.com/batonhq/baton/failover/membership"
+	"github.com/batonhq/baton/migrate"
 	"github.com/batonhq/baton/placement"
 	"github.com/batonhq/baton/placement/rebalance"
 	"github.com/batonhq/baton/scheduler/store"
