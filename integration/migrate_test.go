@@ -57,16 +57,7 @@ type migration struct {
 
 func (c *cluster) migrate(id, to string) migration {
 	c.t.Helper()
-	var m migration
-	c.mustDo("POST", "/v1/workloads/"+id+"/migrate", map[string]any{"to": to}, 202).decode(c.t, &m)
-	c.eventually(2*time.Minute, "migration "+m.ID+" ends", func() error {
-		c.mustDo("GET", "/v1/migrations/"+m.ID, nil, 200).decode(c.t, &m)
-		if m.EndedAt == "" {
-			return fmt.Errorf("in %s", m.State)
-		}
-		return nil
-	})
-	return m
+	return c.migrateWith(id, map[string]any{"to": to})
 }
 
 func (c *cluster) waitCount(dir string, atLeast int) {

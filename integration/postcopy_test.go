@@ -74,7 +74,7 @@ func TestPostCopyStalledTransferRollsBack(t *testing.T) {
 	c := newCluster(t, 2)
 	dir := t.TempDir()
 	var w workload
-	c.mustDo("POST", "/v1/workloads", memCounterWorkload("memcounter", dir, 256), 201).decode(t, &w)
+	c.mustDo("POST", "/v1/workloads", memoryCounter("memcounter", dir, 256), 201).decode(t, &w)
 	c.eventually(time.Minute, "the workload touched its memory and counts", func() error {
 		_, err := os.Stat(filepath.Join(dir, "count"))
 		return err
@@ -137,23 +137,6 @@ func TestPostCopyStalledTransferRollsBack(t *testing.T) {
 		return nil
 	})
 	checkResumedOnce(t, countLines(t, dir))
-}
-
-// memCounterWorkload counts like counterWorkload after touching mib MiB of
-// memory that it keeps: its pages take a while to stream.
-func memCounterWorkload(name, dir string, mib int) map[string]any {
-	py := fmt.Sprintf(`import time
-b = bytearray(%d << 20)
-for j in range(0, len(b), 4096):
-    b[j] = 1
-i = 0
-while True:
-    i += 1
-    with open("count", "a") as f:
-        f.write("%%d\n" %% i)
-    time.sleep(0.05)
-`, mib)
-	return map[string]any{"name": name, "command": []string{"/usr/bin/python3", "-c", py}, "workdir": dir}
 }
 
 // findProc returns the pid of a process whose command line contains every

@@ -136,13 +136,19 @@ func TestMigrationRefusals(t *testing.T) {
 	}
 }
 
-func TestPostCopyMigration(t *testing.T) {
-	h := newHarness(t)
-	h.lazy = true
+// newLazyHarness is newHarness with nodes n1 and n2 that report lazy pages.
+func newLazyHarness(t *testing.T, policy migrate.Policy) *harness {
+	h := &harness{t: t, store: store.NewMemory(), agents: NewMemoryAgents(), clock: &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, lazy: true}
+	h.srv = New(Config{Store: h.store, Agents: h.agents, Clock: h.clock, MigrationPolicy: policy})
 	for range 2 {
 		h.beat("n1")
 		h.beat("n2")
 	}
+	return h
+}
+
+func TestPostCopyMigration(t *testing.T) {
+	h := newLazyHarness(t, migrate.Policy{})
 	ctx := context.Background()
 	w, err := h.srv.CreateWorkload(ctx, req("web", 100))
 	if err != nil {
@@ -171,12 +177,7 @@ func TestPostCopyMigration(t *testing.T) {
 }
 
 func TestPostCopyPageFailureRollsBackTargetFirst(t *testing.T) {
-	h := newHarness(t)
-	h.lazy = true
-	for range 2 {
-		h.beat("n1")
-		h.beat("n2")
-	}
+	h := newLazyHarness(t, migrate.Policy{})
 	ctx := context.Background()
 	w, err := h.srv.CreateWorkload(ctx, req("web", 100))
 	if err != nil {
@@ -206,12 +207,7 @@ func TestPostCopyPageFailureRollsBackTargetFirst(t *testing.T) {
 
 func TestAutoChoosesPostCopyOnlyIfAllowed(t *testing.T) {
 	for _, allow := range []bool{false, true} {
-		h := &harness{t: t, store: store.NewMemory(), agents: NewMemoryAgents(), clock: &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, lazy: true}
-		h.srv = New(Config{Store: h.store, Agents: h.agents, Clock: h.clock, MigrationPolicy: migrate.Policy{AllowPostCopy: allow, MaxFrozen: time.Millisecond}})
-		for range 2 {
-			h.beat("n1")
-			h.beat("n2")
-		}
+		h := newLazyHarness(t, migrate.Policy{AllowPostCopy: allow, MaxFrozen: time.Millisecond})
 		w, err := h.srv.CreateWorkload(context.Background(), req("web", 100))
 		if err != nil {
 			t.Fatal(err)

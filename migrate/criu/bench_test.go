@@ -15,15 +15,16 @@ import (
 	"time"
 )
 
-var benchBig = flag.Bool("migrate.big", false, "BenchmarkStopCopy: include the 1 GiB workload (needs ~4 GiB of free memory and takes a few seconds per run)")
+var benchBig = flag.Bool("migrate.big", false, "BenchmarkMigrate: include the 1 GiB workload (needs ~4 GiB of free memory and takes a few seconds per run)")
 
-// benchRow is one line of the table BenchmarkStopCopy prints.
+// benchRow is one line of the tables BenchmarkMigrate prints.
 type benchRow struct {
 	size                            string
 	batonFrozen, batonTotal         time.Duration
 	criuFrozen, criuTotal           time.Duration
 	batonDumpCall, batonRestoreCall time.Duration
 	cliDump, cliCopy, cliRestore    time.Duration
+	pcFrozen, pcTotal               time.Duration // post-copy: freeze → restored; freeze → every page and source killed
 	runs                            int
 }
 
@@ -47,16 +48,17 @@ func benchDir(b *testing.B) string {
 	return b.TempDir()
 }
 
-// BenchmarkStopCopy measures, for workloads of several sizes, the frozen time
+// BenchmarkMigrate measures, for workloads of several sizes, the frozen time
 // (freeze to running again) and total time of Baton's stop-copy (pages
 // streamed to a page server, other images copied, restore into the other
 // node's cgroups) beside plain CRIU as a user would script it (criu dump -D
 // dir; cp -r dir dir2; criu restore -D dir2 -d), in the same run, and prints
-// a table with ratios. "tiny" is the shell counter: Baton's overhead over
+// a table with ratios; and Baton's post-copy (lazy pages) on a third copy of
+// the workload, in a second table. "tiny" is the shell counter: Baton's overhead over
 // CRIU's own dump and restore calls. The 1 GiB case needs -migrate.big.
 //
-//	go test -run '^$' -bench StopCopy -benchtime 3x ./migrate/criu [-args -migrate.big]
-func BenchmarkStopCopy(b *testing.B) {
+//	go test -run '^$' -bench Migrate -benchtime 3x ./migrate/criu [-args -migrate.big]
+func BenchmarkMigrate(b *testing.B) {
 	c := needCRIU(b)
 	sizes := []struct {
 		name string
@@ -81,9 +83,11 @@ func benchSize(b *testing.B, c *Client, name string, mib int) {
 	ctx := context.Background()
 	tag := fmt.Sprintf("b%d%s", os.Getpid(), strings.ToLower(name))
 	na, nb, nc := newNode(b, tag+"a"), newNode(b, tag+"b"), newNode(b, tag+"c")
+	pa, pb := newNode(b, tag+"d"), newNode(b, tag+"e")
 	root := benchDir(b)
 	wdBaton := filepath.Join(b.TempDir(), "baton")
 	wdCLI := filepath.Join(b.TempDir(), "cli")
+	wdPC := filepath.Join(b.TempDir(), "postcopy")
 	start := func(n *node, id, wd string) int {
 		if mib == 0 {
 			pid := startCounter(b, n, id, wd)
@@ -95,6 +99,8 @@ func benchSize(b *testing.B, c *Client, name string, mib int) {
 	const id = "w"
 	pid := start(na, id, wdBaton)
 	cliPID := start(nc, "cli", wdCLI)
+	pcPID := start(pa, id, wdPC)
+	pcFrom, pcTo, pcLogKey := pa, pb, pa.r.LogPath(id)
 	if rss, err := RSS(pid); err == nil {
 		b.Logf("%s: workload RSS %d MiB", name, rss>>20)
 	}
@@ -160,6 +166,26 @@ func benchSize(b *testing.B, c *Client, name string, mib int) {
 		os.RemoveAll(d1)
 		os.RemoveAll(d2)
 		os.Remove(pidFile)
+
+		// Baton post-copy: freeze, lazy dump, images, lazy restore (the
+		// frozen time ends here), then every page and the source killed.
+		pm := &migration{c: c, from: pcFrom, to: pcTo, id: id, srcPID: pcPID, logKey: pcLogKey}
+		h := startLazyHop(b, ctx, pm)
+		if _, err := h.daemon.Wait(ctx, time.Minute); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := h.dump.Wait(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := pm.freezer.Kill(ctx); err != nil {
+			b.Fatal(err)
+		}
+		row.pcFrozen += pm.frozen
+		row.pcTotal += time.Since(pm.frozenAt)
+		os.RemoveAll(pm.srcImages)
+		os.RemoveAll(pm.dstImages)
+		pcPID, pcLogKey = pm.restore.PID, pcTo.r.LogPath(id)
+		pcFrom, pcTo = pcTo, pcFrom
 	}
 	b.StopTimer()
 	row.runs = b.N
@@ -179,6 +205,7 @@ func benchSize(b *testing.B, c *Client, name string, mib int) {
 	// The workloads must have survived every hop.
 	checkConsecutive(b, counts(b, wdBaton))
 	checkConsecutive(b, counts(b, wdCLI))
+	checkConsecutive(b, counts(b, wdPC))
 }
 
 func criuCLI(b *testing.B, args ...string) {
@@ -207,6 +234,9 @@ func printTable(b *testing.B) {
 		return fmt.Sprintf("%.0f", float64(d.Microseconds())/1000/float64(n))
 	}
 	fmt.Fprintln(w, "size\truns\tbaton frozen ms\tcriu-cli frozen ms\tratio\tbaton total ms\tcriu-cli total ms\tratio\tbaton dump+restore calls ms\tbaton overhead ms\tcli dump/cp/restore ms\t")
+	var pc strings.Builder
+	pw := tabwriter.NewWriter(&pc, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(pw, "size\truns\tpost-copy frozen ms\tstop-copy frozen ms\tcriu-cli frozen ms\tpost/stop\tpost/cli\tpost-copy total ms\t")
 	for _, r := range benchRows {
 		calls := r.batonDumpCall + r.batonRestoreCall
 		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%.2f\t%s\t%s\t%.2f\t%s\t%s\t%s/%s/%s\t\n", r.size, r.runs,
@@ -214,9 +244,14 @@ func printTable(b *testing.B) {
 			ms(r.batonTotal, r.runs), ms(r.criuTotal, r.runs), float64(r.batonTotal)/float64(r.criuTotal),
 			ms(calls, r.runs), ms(r.batonFrozen-calls, r.runs),
 			ms(r.cliDump, r.runs), ms(r.cliCopy, r.runs), ms(r.cliRestore, r.runs))
+		fmt.Fprintf(pw, "%s\t%d\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t\n", r.size, r.runs,
+			ms(r.pcFrozen, r.runs), ms(r.batonFrozen, r.runs), ms(r.criuFrozen, r.runs),
+			float64(r.pcFrozen)/float64(r.batonFrozen), float64(r.pcFrozen)/float64(r.criuFrozen), ms(r.pcTotal, r.runs))
 	}
 	w.Flush()
+	pw.Flush()
 	// The table is the benchmark's output (make bench-migrate prints it),
 	// so it goes to stdout rather than into the benchmark's log.
 	fmt.Fprintf(os.Stdout, "\nstop-copy, Baton vs plain CRIU (criu dump -D; cp -r; criu restore -d), same run, means (criu %s):\n%s\n", criuPath, sb.String())
+	fmt.Fprintf(os.Stdout, "post-copy (lazy pages), same run; frozen = freeze → restored copy running; total = freeze → every page in and the source killed:\n%s\n", pc.String())
 }
