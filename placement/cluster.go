@@ -38,6 +38,9 @@ type Cluster struct {
 	ready  bitset
 	labels map[label]bitset  // the nodes that carry each label
 	runs   map[string]bitset // the nodes that run a workload of each name
+	// notReady counts the nodes not ready per state, for the node-state
+	// filter's explanation without reading those nodes at each decision.
+	notReady map[string]int
 }
 
 // fit is the part of a node that the cpu and memory filters and the scorer
@@ -50,13 +53,14 @@ type fit struct {
 // NewCluster prepares nodes for placement. Node names must be unique.
 func NewCluster(nodes []Node) (*Cluster, error) {
 	c := &Cluster{
-		nodes:  make([]Node, len(nodes)),
-		byName: make(map[string]int, len(nodes)),
-		fits:   make([]fit, len(nodes)),
-		all:    newBitset(len(nodes)),
-		ready:  newBitset(len(nodes)),
-		labels: map[label]bitset{},
-		runs:   map[string]bitset{},
+		nodes:    make([]Node, len(nodes)),
+		byName:   make(map[string]int, len(nodes)),
+		fits:     make([]fit, len(nodes)),
+		all:      newBitset(len(nodes)),
+		ready:    newBitset(len(nodes)),
+		labels:   map[label]bitset{},
+		runs:     map[string]bitset{},
+		notReady: map[string]int{},
 	}
 	copy(c.nodes, nodes)
 	slices.SortFunc(c.nodes, func(a, b Node) int { return strings.Compare(a.Name, b.Name) })
@@ -95,6 +99,11 @@ func (c *Cluster) Update(n Node) error {
 		return &nodeError{node: n.Name, err: ErrUnknownNode, hint: "build a new Cluster to add nodes"}
 	}
 	old := &c.nodes[i]
+	if !old.Ready {
+		if c.notReady[stateName(old.State)]--; c.notReady[stateName(old.State)] == 0 {
+			delete(c.notReady, stateName(old.State))
+		}
+	}
 	for k, v := range old.Labels {
 		c.labels[label{k, v}].clear(i)
 	}
@@ -120,6 +129,7 @@ func (c *Cluster) add(i int) {
 		c.ready.set(i)
 	} else {
 		c.ready.clear(i)
+		c.notReady[stateName(n.State)]++
 	}
 	for k, v := range n.Labels {
 		setIn(c, c.labels, label{k, v}, i)
@@ -165,6 +175,9 @@ func (c *Cluster) place(req Request, maxCandidates, maxNames int) (Decision, err
 	remaining := slices.Clone(c.all)
 	out := newBitset(len(c.nodes)) // the nodes a filter eliminates
 	rejected.addSet(fNodeState, remaining.cut(c.ready, true, out))
+	for state, n := range c.notReady {
+		rejected.states = append(rejected.states, stateCount{state, n})
+	}
 	if p.active[fAllowed] {
 		rejected.addSet(fAllowed, remaining.cut(c.named(req.Constraints.Nodes), true, out))
 	}
@@ -190,6 +203,7 @@ func (c *Cluster) place(req Request, maxCandidates, maxNames int) (Decision, err
 	// The resource filters and the scorer, node by node.
 	needCPU, needMem := p.req.Resources.CPUMillis, p.req.Resources.MemoryMB
 	best := ranking{nodes: c.nodes, limit: maxCandidates}
+	cutoff := best.cutoff()
 	for w, word := range remaining {
 		for ; word != 0; word &= word - 1 {
 			i := w*64 + bits.TrailingZeros64(word)
@@ -201,8 +215,9 @@ func (c *Cluster) place(req Request, maxCandidates, maxNames int) (Decision, err
 				rejected.lacks(fMemory, i, f.freeMem)
 			default:
 				d.Feasible++
-				if units, ok := p.clusterUnits(f, best.cutoff()); ok {
+				if units, ok := p.clusterUnits(f, cutoff); ok {
 					best.offer(units, i)
+					cutoff = best.cutoff()
 				}
 			}
 		}
@@ -235,15 +250,11 @@ func (c *Cluster) labelled(labels []label) bitset {
 func (r *rejectedNodes) addSet(f filterID, set bitset) {
 	for w, word := range set {
 		r.counts[f] += bits.OnesCount64(word)
-		if f != fNodeState && r.maxNames != all && len(r.names[f]) >= r.maxNames {
-			continue // only node-state reads every node, for its states
+		if r.maxNames != all && len(r.names[f]) >= r.maxNames {
+			continue
 		}
 		for ; word != 0; word &= word - 1 {
-			i := w*64 + bits.TrailingZeros64(word)
-			r.keepName(f, uint32(i))
-			if f == fNodeState {
-				r.states = countState(r.states, r.nodes[i].State)
-			}
+			r.keepName(f, uint32(w*64+bits.TrailingZeros64(word)))
 		}
 	}
 }

@@ -76,9 +76,7 @@ type stateCount struct {
 }
 
 func countState(states []stateCount, s string) []stateCount {
-	if s == "" {
-		s = "not ready"
-	}
+	s = stateName(s)
 	for i := range states {
 		if states[i].state == s {
 			states[i].count++
@@ -86,6 +84,14 @@ func countState(states []stateCount, s string) []stateCount {
 		}
 	}
 	return append(states, stateCount{s, 1})
+}
+
+// stateName is how a node's state reads in explanations.
+func stateName(s string) string {
+	if s == "" {
+		return "not ready"
+	}
+	return s
 }
 
 // notReadyReason reads "is down", "are suspect", or, for mixed states,

@@ -166,7 +166,9 @@ func (r *rejectedNodes) add(p *plan, f filterID, i int) {
 // fMemory) asks for, for a caller that does not go through add.
 func (r *rejectedNodes) lacks(f filterID, i int, freeAmount int64) {
 	r.counts[f]++
-	r.keepName(f, uint32(i))
+	if !r.inNameOrder || r.maxNames == all || len(r.names[f]) < r.maxNames {
+		r.keepName(f, uint32(i))
+	}
 	if f == fCPU {
 		r.bestFreeCPU = max(r.bestFreeCPU, freeAmount)
 	} else {
