@@ -268,13 +268,12 @@ func (f *fleet) checkHealthy(b *testing.B, c *cluster, perAgent int) {
 
 // measurement is the server's cost over one window.
 type measurement struct {
-	wall       time.Duration
-	serverCPU  time.Duration
-	selfCPU    time.Duration // this process: the simulator (and the test)
-	rssKiB     int64
-	hwmKiB     int64
-	messages   int64
-	agentCount int
+	wall      time.Duration
+	serverCPU time.Duration
+	selfCPU   time.Duration // this process: the simulator (and the test)
+	rssKiB    int64
+	hwmKiB    int64
+	messages  int64
 }
 
 // measure watches the server pid over -fleet.window; sent, if not nil,

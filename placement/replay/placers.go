@@ -13,7 +13,6 @@ type Baton struct {
 	strategy placement.Strategy
 	cluster  *placement.Cluster
 	index    map[string]int // node name → index in the replay's nodes
-	node     placement.Node // scratch for Changed
 }
 
 // NewBaton returns a placer for the nodes of tr that uses strategy.
