@@ -40,6 +40,28 @@ func (c *cluster) waitMigrationEnd(id string) migration {
 	return m
 }
 
+// startMemoryCounter starts a memoryCounter of mib MiB and waits until it
+// counts.
+func (c *cluster) startMemoryCounter(dir string, mib int) workload {
+	c.t.Helper()
+	var w workload
+	c.mustDo("POST", "/v1/workloads", memoryCounter("memcounter", dir, mib), 201).decode(c.t, &w)
+	c.eventually(time.Minute, "the workload touched its memory and counts", func() error {
+		_, err := os.Stat(filepath.Join(dir, "count"))
+		return err
+	})
+	c.waitCount(dir, 3)
+	return w
+}
+
+// otherNode is a node of a two-node cluster that is not node.
+func (c *cluster) otherNode(node string) string {
+	if node == c.node(1) {
+		return c.node(2)
+	}
+	return c.node(1)
+}
+
 // TestStopCopyPageServerConnectionCut cuts the TCP connection between the
 // source's dump and the target's page server (ss -K) while a 256 MiB
 // workload's pages stream: the dump fails, the source is thawed, the API
@@ -49,17 +71,8 @@ func TestStopCopyPageServerConnectionCut(t *testing.T) {
 	requireCRIU(t)
 	c := newCluster(t, 2)
 	dir := t.TempDir()
-	var w workload
-	c.mustDo("POST", "/v1/workloads", memoryCounter("memcounter", dir, 256), 201).decode(t, &w)
-	c.eventually(time.Minute, "the workload touched its memory and counts", func() error {
-		_, err := os.Stat(filepath.Join(dir, "count"))
-		return err
-	})
-	c.waitCount(dir, 3)
-	target := c.node(1)
-	if w.Node == target {
-		target = c.node(2)
-	}
+	w := c.startMemoryCounter(dir, 256)
+	target := c.otherNode(w.Node)
 	var m migration
 	c.mustDo("POST", "/v1/workloads/"+w.ID+"/migrate", map[string]any{"to": target, "mode": "stop-copy"}, 202).decode(t, &m)
 	// The fault, as soon as the source dumps (watch closely: the dump
@@ -153,3 +166,52 @@ func TestRestoreFailureRollsBack(t *testing.T) {
 }
 
 func firstLine(s string) string { l, _, _ := strings.Cut(s, "\n"); return l }
+
+// TestServerKilledMidMigration: the server is killed (SIGKILL) while the
+// source dumps; a new server process on the same JetStream finds the
+// migration unfinished and rolls it back (the agents keep their state): the
+// workload runs once, on the source, counting on without a gap, and the
+// migration is listed as failed with the reason.
+func TestServerKilledMidMigration(t *testing.T) {
+	requireCRIU(t)
+	c := newCluster(t, 2)
+	dir := t.TempDir()
+	w := c.startMemoryCounter(dir, 256)
+	target := c.otherNode(w.Node)
+	var m migration
+	c.mustDo("POST", "/v1/workloads/"+w.ID+"/migrate", map[string]any{"to": target, "mode": "stop-copy"}, 202).decode(t, &m)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if phase, _ := c.agentRecord(w.Node, m.ID); phase == "dumping" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the source never dumped")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.server.kill()
+	c.startServer()
+	m = c.waitMigrationEnd(m.ID)
+	if m.State != "failed" || !strings.Contains(m.Reason, "driver stopped") {
+		t.Fatalf("after the server restart the migration ended %+v, want failed (rolled back)", m)
+	}
+	t.Logf("reason, as the API gives it: %s", firstLine(m.Reason))
+	var list struct{ Migrations []migration }
+	c.mustDo("GET", "/v1/migrations", nil, 200).decode(t, &list)
+	if len(list.Migrations) != 1 || list.Migrations[0].ID != m.ID {
+		t.Errorf("GET /v1/migrations after the restart: %+v, want %s", list.Migrations, m.ID)
+	}
+	c.eventually(30*time.Second, "the workload runs on its node again", func() error {
+		if got := c.workload(w.ID); got.Node != w.Node || got.HostPID != w.HostPID || got.State != "running" {
+			return fmt.Errorf("workload is %+v", got)
+		}
+		return nil
+	})
+	if n := countWorkloadProcs(c, target); n != 0 {
+		t.Errorf("%d processes in the target's workload cgroups", n)
+	}
+	before := len(readCounts(t, dir))
+	c.waitCount(dir, before+5)
+	c.mustDo("DELETE", "/v1/workloads/"+w.ID, nil, 200)
+}

@@ -73,17 +73,8 @@ func TestPostCopyStalledTransferRollsBack(t *testing.T) {
 	requireCRIU(t)
 	c := newCluster(t, 2)
 	dir := t.TempDir()
-	var w workload
-	c.mustDo("POST", "/v1/workloads", memoryCounter("memcounter", dir, 256), 201).decode(t, &w)
-	c.eventually(time.Minute, "the workload touched its memory and counts", func() error {
-		_, err := os.Stat(filepath.Join(dir, "count"))
-		return err
-	})
-	c.waitCount(dir, 5)
-	target := c.node(1)
-	if w.Node == target {
-		target = c.node(2)
-	}
+	w := c.startMemoryCounter(dir, 256)
+	target := c.otherNode(w.Node)
 	var m migration
 	c.mustDo("POST", "/v1/workloads/"+w.ID+"/migrate", map[string]any{"to": target, "mode": "post-copy"}, 202).decode(t, &m)
 	// The fault: stop the daemon as soon as it is ready (its status fd,

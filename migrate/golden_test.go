@@ -22,6 +22,7 @@ var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 // checked against the current output (or rewritten with -update). Commands:
 //
 //	new mode=M [max-rounds=N] [converged=N] [timeout=D] [timeout.PHASE=D]
+//	resume mode=M phase=P          (Resume: the driver stopped in phase P at t=0)
 //	t=D EVENT [pages=N] [bytes=N] [pid=N] [round=N] [phase=P] [reason="..."]
 //	report
 //	resolve req=M src=F,F dst=F,F rss=BYTES link=BYTES/s [post-copy-ok] [fallback] [max-frozen=D]
@@ -91,6 +92,21 @@ func runScript(t *testing.T, script string) string {
 			kv[k] = v
 		}
 		switch cmd := args[0]; {
+		case cmd == "resume":
+			cfg := Config{ID: "m1", Workload: "w1", Source: "n1", Target: "n2", Mode: Mode(kv["mode"])}
+			var acts []Action
+			var err error
+			m, acts, err = Resume(cfg, Phase(kv["phase"]), epoch.Add(-time.Minute), epoch)
+			if err != nil {
+				emit("error: %v", err)
+				continue
+			}
+			emit("phase %s", m.Phase())
+			for _, a := range acts {
+				emit("do %s", a)
+			}
+			s, tg := m.Copies()
+			emit("copies source=%s target=%s", s, tg)
 		case cmd == "new":
 			cfg := Config{ID: "m1", Workload: "w1", Source: "n1", Target: "n2", Mode: Mode(kv["mode"])}
 			cfg.MaxPreDumpRounds = atoi(t, kv["max-rounds"])

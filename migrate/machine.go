@@ -457,3 +457,51 @@ func (m *Machine) fail(at time.Time, ev EventKind, reason string) []Action {
 	m.attempt = 1
 	return []Action{{Kind: ActAbort, KillTarget: m.restoreAsk, ResumeSource: true, Attempt: 1, Reason: m.rep.Reason}}
 }
+
+// Resume rebuilds the machine of a migration whose driver stopped in phase
+// (a server restart or a new leader: the agents kept their state, the
+// machine's memory was lost) and returns the actions that end it safely:
+//
+//   - commit: the target had confirmed (post-copy: every page had
+//     arrived); the commit is carried on (ActCommit).
+//   - any other unfinished phase: rolled back (ActAbort, the target's copy
+//     killed first, then the source resumed). A dump or restore that was in
+//     flight is cancelled and undone by the agents' abort.
+//   - final: nothing to do.
+//
+// started is when the migration began; the report's phases start at now.
+func Resume(cfg Config, phase Phase, started, now time.Time) (*Machine, []Action, error) {
+	m, _, err := New(cfg, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	m.rep.Started = started
+	m.rep.Transitions[0].To = phase
+	m.rep.Transitions[0].Note = "resumed after the driver stopped"
+	m.phase = phase
+	switch phase {
+	case PhasePrepare, PhasePreDump:
+		m.rep.SourceCopy = CopyRunning
+	default:
+		m.rep.SourceCopy = CopyFrozen
+	}
+	switch phase {
+	case PhaseRestore, PhaseLazyPages, PhaseCommit, PhaseAbort:
+		// A restore may have started a copy on the target.
+		m.restoreAsk = true
+		m.rep.TargetCopy = CopyMaybe
+	}
+	switch {
+	case phase.Final():
+		return m, nil, nil
+	case phase == PhaseCommit:
+		m.rep.TargetCopy = CopyRunning
+		m.attempt = 1
+		return m, []Action{{Kind: ActCommit, Attempt: 1}}, nil
+	}
+	if phase == PhaseAbort {
+		m.phase = PhaseRestore // so that fail records it as a fresh rollback
+	}
+	acts := m.fail(now, EvTick, "the migration's driver stopped (server restart or new leader) in phase "+string(phase)+": rolled back")
+	return m, acts, nil
+}

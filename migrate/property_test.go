@@ -92,6 +92,18 @@ func TestPropertyOneCopy(t *testing.T) {
 			default:
 				ev = Event{Kind: kinds[rng.IntN(len(kinds))], PID: 1, Pages: int64(rng.IntN(100))}
 			}
+			if rng.IntN(40) == 0 {
+				// The driver dies and a new one resumes from the phase it
+				// persisted; the agents' ops in flight may still answer.
+				w.log = append(w.log, fmt.Sprintf("%s driver restart in phase %s", now.Sub(epoch), m.Phase()))
+				var acts []Action
+				m, acts, err = Resume(Config{ID: "m", Source: "a", Target: "b", Mode: mode, Timeout: time.Second}, m.Phase(), epoch, now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				w.apply(acts)
+				continue
+			}
 			if ev.Kind == "" {
 				continue
 			}

@@ -57,12 +57,16 @@ type MigrationPhaseMS struct {
 	MS    float64 `json:"ms"`
 }
 
-// migrationRun is one migration the server drives.
+// migrationRun is one migration the server drives, or drove.
 type migrationRun struct {
 	view     MigrationView
 	cmd      wire.MigrationCmd // grows as replies arrive (page server, source paths)
-	mach     *migrate.Machine
-	attempts int // abort and commit attempts so far
+	mach     *migrate.Machine  // nil for a migration loaded from the store and not driven here
+	attempts int               // abort and commit attempts so far
+	// before is the view as a previous driver left it, for a migration
+	// resumed after a server restart (nil otherwise): its phases come
+	// first in the view.
+	before *MigrationView
 }
 
 // Per-operation timeouts. Dump and send-images scale with the workload's
@@ -183,6 +187,7 @@ func (s *Server) StartMigration(ctx context.Context, idOrName string, req Migrat
 	s.migrations[run.view.ID] = run
 	s.migrationOrder = append(s.migrationOrder, run.view.ID)
 	s.trimMigrationsLocked()
+	s.saveMigrationLocked(run)
 
 	w.Migration, w.MigrationTarget, w.State, w.UpdatedAt = run.view.ID, target, wire.StateMigrating, now
 	s.saveLocked(ctx, w)
@@ -198,11 +203,18 @@ const maxMigrationHistory = 200
 func (s *Server) trimMigrationsLocked() {
 	for len(s.migrationOrder) > maxMigrationHistory {
 		id := s.migrationOrder[0]
-		if r := s.migrations[id]; r != nil && !r.mach.Phase().Final() {
+		if r := s.migrations[id]; r != nil && !migrate.Phase(r.view.State).Final() {
 			break
 		}
 		delete(s.migrations, id)
 		s.migrationOrder = s.migrationOrder[1:]
+		if s.cfg.MigrationStore != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+			if err := s.cfg.MigrationStore.DeleteMigration(ctx, id); err != nil {
+				s.log.Warn("forgetting an old migration", "migration", id, "err", err)
+			}
+			cancel()
+		}
 	}
 }
 
@@ -229,6 +241,10 @@ func (s *Server) driveMigration(agents MigrationAgents, run *migrationRun, queue
 		s.mu.Lock()
 		queue = append(queue, run.mach.Step(ev)...)
 		s.updateViewLocked(run)
+		// Saved before the next action is carried out: a driver that
+		// resumes from the store never finds an earlier phase than the
+		// one whose operations may have reached the agents.
+		s.saveMigrationLocked(run)
 		s.mu.Unlock()
 	}
 	s.finishMigration(run)
@@ -335,6 +351,16 @@ func (s *Server) updateViewLocked(run *migrationRun) {
 	v.State, v.Reason, v.BytesMoved, v.TargetPID = string(r.Phase), r.Reason, r.BytesMoved, r.TargetPID
 	v.FrozenMS = float64(r.Frozen) / float64(time.Millisecond)
 	v.Phases = v.Phases[:0]
+	if b := run.before; b != nil {
+		v.Phases = append(v.Phases, b.Phases...)
+		v.BytesMoved += b.BytesMoved
+		if r.Frozen == 0 {
+			v.FrozenMS = b.FrozenMS
+		}
+		if r.TargetPID == 0 {
+			v.TargetPID = b.TargetPID
+		}
+	}
 	for _, p := range r.Phases {
 		v.Phases = append(v.Phases, MigrationPhaseMS{Phase: string(p.Phase), MS: float64(p.Duration) / float64(time.Millisecond)})
 	}
@@ -349,6 +375,7 @@ func (s *Server) finishMigration(run *migrationRun) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.updateViewLocked(run)
+	s.saveMigrationLocked(run)
 	v := run.view
 	w, ok := s.workloads[v.Workload]
 	if !ok {

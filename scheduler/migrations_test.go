@@ -223,3 +223,70 @@ func TestAutoChoosesPostCopyOnlyIfAllowed(t *testing.T) {
 		h.waitMigration(m.ID)
 	}
 }
+
+// TestMigrationResumedAfterServerRestart: the server driving a migration
+// dies (its driver hangs in prepare for good); a new server on the same
+// stores finds the migration unfinished, rolls it back (the target first),
+// and lists it, like a third server after it.
+func TestMigrationResumedAfterServerRestart(t *testing.T) {
+	h := newHarness(t)
+	ms := store.NewMemoryMigrations()
+	// The first server's migration operations never return: it is dead.
+	dead := deadAgents{MemoryAgents: h.agents, hang: make(chan struct{})}
+	h.srv = New(Config{Store: h.store, Agents: dead, Clock: h.clock, MigrationStore: ms})
+	ctx := context.Background()
+	if err := h.srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		h.beat("n1")
+		h.beat("n2")
+	}
+	w, err := h.srv.CreateWorkload(ctx, req("web", 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := h.srv.StartMigration(ctx, w.ID, MigrationRequest{To: "n2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	h.srv = New(Config{Store: h.store, Agents: h.agents, Clock: h.clock, MigrationStore: ms})
+	if err := h.srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := h.waitMigration(m.ID)
+	if got.State != "failed" || !strings.Contains(got.Reason, "driver stopped") || got.StartedAt != m.StartedAt {
+		t.Fatalf("resumed migration ended %+v, want failed (rolled back) with its start kept", got)
+	}
+	if len(got.Phases) < 2 || got.Phases[0].Phase != "prepare" {
+		t.Errorf("phases %+v: want the first driver's prepare, then the rollback", got.Phases)
+	}
+	if wl, _ := h.srv.Workload(w.ID); wl.Node != "n1" || wl.State != wire.StateRunning || wl.Migration != "" {
+		t.Fatalf("after the rollback the workload is %+v", wl)
+	}
+	log := strings.Join(h.agents.Commands(), "\n")
+	if i, j := strings.Index(log, wire.OpMigrateAbort+" n2 target"), strings.Index(log, wire.OpMigrateAbort+" n1 source"); i < 0 || j < i {
+		t.Fatalf("the rollback did not abort the target before the source:\n%s", log)
+	}
+
+	third := New(Config{Store: h.store, Agents: h.agents, Clock: h.clock, MigrationStore: ms})
+	if err := third.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if list := third.Migrations(); len(list) != 1 || list[0].ID != m.ID || list[0].State != "failed" || list[0].Reason != got.Reason {
+		t.Fatalf("a restarted server lists %+v, want the failed migration %s", list, m.ID)
+	}
+}
+
+// deadAgents hangs every migration operation (the server that sent it is
+// gone); starts and stops go through.
+type deadAgents struct {
+	*MemoryAgents
+	hang chan struct{}
+}
+
+func (d deadAgents) Migrate(ctx context.Context, node, op string, cmd wire.MigrationCmd) (wire.MigrationReply, error) {
+	<-d.hang
+	return wire.MigrationReply{}, errors.New("dead")
+}

@@ -68,6 +68,9 @@ type Config struct {
 	// baton server --allow-post-copy); an explicit post-copy request is
 	// always honoured where the nodes support it.
 	MigrationPolicy migrate.Policy
+	// MigrationStore keeps migrations across server restarts and leader
+	// changes (nil: in memory only; see migrations_store.go).
+	MigrationStore store.MigrationStore
 }
 
 // NodeView is a node as the API shows it.
@@ -152,6 +155,9 @@ func (s *Server) Load(ctx context.Context) error {
 	if err := s.loadNodeRecords(ctx); err != nil {
 		return err
 	}
+	if err := s.loadMigrations(ctx); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.workloads, s.byNode = map[string]store.Workload{}, map[string]map[string]bool{}
@@ -173,6 +179,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.leader && s.ha.engine == nil {
 		acts = s.becomeLeaderHALocked(ctx)
 	}
+	if s.leader {
+		s.resumeMigrationsLocked()
+	}
 	s.mu.Unlock()
 	s.dispatch(acts)
 	return nil
@@ -193,6 +202,7 @@ func (s *Server) SetLeadership(ctx context.Context, leader bool, epoch uint64, h
 	switch {
 	case gained:
 		acts = s.becomeLeaderHALocked(ctx)
+		s.resumeMigrationsLocked()
 	case !leader && s.ha.engine != nil:
 		// A follower decides nothing: the next leader restores what this
 		// one persisted.

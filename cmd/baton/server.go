@@ -142,6 +142,12 @@ func serve(ctx context.Context, cfg serverConfig, log *slog.Logger, ready func(a
 	if err != nil {
 		return err
 	}
+	openCtx, cancel = context.WithTimeout(ctx, 30*time.Second)
+	migrationsKV, err := store.OpenMigrationsKV(openCtx, nc, cfg.KVReplicas)
+	cancel()
+	if err != nil {
+		return err
+	}
 	leaseKV, err := lease.Open(ctx, nc, cfg.LeaseTTL, cfg.KVReplicas)
 	if err != nil {
 		return err
@@ -177,7 +183,7 @@ func serve(ctx context.Context, cfg serverConfig, log *slog.Logger, ready func(a
 		DefaultStrategy: placement.Strategy(cfg.Strategy), AwaitLeadership: true,
 		Membership: detection, TimeoutDetection: cfg.Detection == "timeout", Name: cfg.Name, HA: ha,
 		Rebalance: policy, NodeStore: nodesKV,
-		MigrationPolicy: migrate.Policy{AllowPostCopy: cfg.AllowPostCopy},
+		MigrationPolicy: migrate.Policy{AllowPostCopy: cfg.AllowPostCopy}, MigrationStore: migrationsKV,
 	})
 	if err := srv.Load(ctx); err != nil {
 		return err

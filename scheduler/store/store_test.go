@@ -111,17 +111,9 @@ func testNodeStore(t *testing.T, s NodeStore, reopen func(t *testing.T) NodeStor
 func TestMemoryNodes(t *testing.T) { testNodeStore(t, NewMemoryNodes(), nil) }
 
 func TestNodesKVSurvivesReconnect(t *testing.T) {
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS not ready")
-	}
-	t.Cleanup(srv.Shutdown)
+	url := startJetStream(t)
 	open := func(t *testing.T) NodeStore {
-		nc, err := nats.Connect(srv.ClientURL())
+		nc, err := nats.Connect(url)
 		if err != nil {
 			t.Fatal(err)
 		}
