@@ -21,10 +21,12 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 its memory moves, and it continues on the target where it was. Without --to,
 placement picks the target. Waits for the end and prints the frozen time.
 If anything fails before the target confirms, the workload keeps running on
-its node, exactly once, and the reason is printed.`, stderr)
+its node, exactly once, and the reason is printed. Post-copy restores the
+target before the memory has arrived (shortest freeze); the source stays frozen
+until the last page is there, and a failure until then still rolls back.`, stderr)
 	api := fs.String("api", defaultAPI(), "URL of the REST API (or set BATON_API)")
 	to := fs.String("to", "", "target node (default: placement chooses)")
-	mode := fs.String("mode", "auto", "auto, stop-copy, pre-copy or post-copy")
+	mode := fs.String("mode", "auto", "auto, stop-copy, pre-copy (refused: no soft-dirty tracking on Baton's kernels) or post-copy (lazy pages); auto picks post-copy only on a server run with --allow-post-copy")
 	wait := fs.Duration("wait", 10*time.Minute, "how long to wait for the migration to end (0: do not wait)")
 	// The workload comes first, then flags (baton migrate web --to n2).
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
