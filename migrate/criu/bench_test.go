@@ -25,6 +25,8 @@ type benchRow struct {
 	batonDumpCall, batonRestoreCall time.Duration
 	cliDump, cliCopy, cliRestore    time.Duration
 	pcFrozen, pcTotal               time.Duration // post-copy: freeze → restored; freeze → every page and source killed
+	pcFreeze, pcDump, pcCopy        time.Duration // post-copy frozen time's parts: freeze, lazy dump, images copy,
+	pcDaemon, pcRestore             time.Duration // lazy-pages daemon start, restore
 	runs                            int
 }
 
@@ -181,6 +183,11 @@ func benchSize(b *testing.B, c *Client, name string, mib int) {
 			b.Fatal(err)
 		}
 		row.pcFrozen += pm.frozen
+		row.pcFreeze += h.freezeTook
+		row.pcDump += h.dumpTook
+		row.pcCopy += h.copyTook
+		row.pcDaemon += h.daemonTook
+		row.pcRestore += pm.restore.Duration
 		row.pcTotal += time.Since(pm.frozenAt)
 		os.RemoveAll(pm.srcImages)
 		os.RemoveAll(pm.dstImages)
@@ -236,7 +243,7 @@ func printTable(b *testing.B) {
 	fmt.Fprintln(w, "size\truns\tbaton frozen ms\tcriu-cli frozen ms\tratio\tbaton total ms\tcriu-cli total ms\tratio\tbaton dump+restore calls ms\tbaton overhead ms\tcli dump/cp/restore ms\t")
 	var pc strings.Builder
 	pw := tabwriter.NewWriter(&pc, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(pw, "size\truns\tpost-copy frozen ms\tstop-copy frozen ms\tcriu-cli frozen ms\tpost/stop\tpost/cli\tpost-copy total ms\t")
+	fmt.Fprintln(pw, "size\truns\tpost-copy frozen ms\tstop-copy frozen ms\tcriu-cli frozen ms\tpost/stop\tpost/cli\tpost-copy total ms\tfreeze/dump/copy/daemon/restore ms\t")
 	for _, r := range benchRows {
 		calls := r.batonDumpCall + r.batonRestoreCall
 		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%.2f\t%s\t%s\t%.2f\t%s\t%s\t%s/%s/%s\t\n", r.size, r.runs,
@@ -244,9 +251,10 @@ func printTable(b *testing.B) {
 			ms(r.batonTotal, r.runs), ms(r.criuTotal, r.runs), float64(r.batonTotal)/float64(r.criuTotal),
 			ms(calls, r.runs), ms(r.batonFrozen-calls, r.runs),
 			ms(r.cliDump, r.runs), ms(r.cliCopy, r.runs), ms(r.cliRestore, r.runs))
-		fmt.Fprintf(pw, "%s\t%d\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t\n", r.size, r.runs,
+		fmt.Fprintf(pw, "%s\t%d\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s/%s/%s/%s/%s\t\n", r.size, r.runs,
 			ms(r.pcFrozen, r.runs), ms(r.batonFrozen, r.runs), ms(r.criuFrozen, r.runs),
-			float64(r.pcFrozen)/float64(r.batonFrozen), float64(r.pcFrozen)/float64(r.criuFrozen), ms(r.pcTotal, r.runs))
+			float64(r.pcFrozen)/float64(r.batonFrozen), float64(r.pcFrozen)/float64(r.criuFrozen), ms(r.pcTotal, r.runs),
+			ms(r.pcFreeze, r.runs), ms(r.pcDump, r.runs), ms(r.pcCopy, r.runs), ms(r.pcDaemon, r.runs), ms(r.pcRestore, r.runs))
 	}
 	w.Flush()
 	pw.Flush()

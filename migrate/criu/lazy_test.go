@@ -21,6 +21,10 @@ type lazyHop struct {
 	m      *migration
 	dump   *LazyDumpRun
 	daemon *LazyPagesDaemon
+	// Where the frozen time goes: freeze, the lazy dump until its page
+	// server listens, the images' copy, the daemon's start (the restore
+	// is m.restore.Duration).
+	freezeTook, dumpTook, copyTook, daemonTook time.Duration
 }
 
 func startLazyHop(t testing.TB, ctx context.Context, m *migration) *lazyHop {
@@ -49,18 +53,24 @@ func startLazyHop(t testing.TB, ctx context.Context, m *migration) *lazyHop {
 	}
 	m.srcImages = filepath.Join(m.from.dir, "migrate", m.id, "images")
 	h := &lazyHop{m: m}
+	mark := m.frozenAt
+	lap := func(d *time.Duration) { now := time.Now(); *d = now.Sub(mark); mark = now }
+	lap(&h.freezeTook)
 	h.dump, err = m.c.LazyDump(ctx, DumpOpts{PID: m.srcPID, ImagesDir: m.srcImages, PageServer: "127.0.0.1:0",
 		FreezeCgroup: m.freezer.Dir, NetworkLockSkip: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.dump.Kill)
+	lap(&h.dumpTook)
 	if m.imageBytes, err = CopyImages(m.srcImages, m.dstImages); err != nil {
 		t.Fatal(err)
 	}
+	lap(&h.copyTook)
 	if h.daemon, err = m.c.LazyPages(ctx, m.dstImages, h.dump.Addr); err != nil {
 		t.Fatal(err)
 	}
+	lap(&h.daemonTook)
 	t.Cleanup(h.daemon.Kill)
 	logf, err := os.OpenFile(m.to.r.LogPath(m.id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
