@@ -263,6 +263,19 @@ func New(cfg Config) (*Manager, error) {
 			// server's abort then resumes the frozen source.
 			m.dropLazyCopy(g, "the agent restarted during the lazy page transfer (the lazy-pages daemon died with it)")
 		}
+		if rec.Role == wire.RoleSource && rec.postCopy() && (rec.Phase == phaseDumped || rec.Phase == phaseSent) && rec.Failed == "" {
+			// The lazy dump died with the agent, and with it CRIU's hold on
+			// the source: the source runs again while the target's copy
+			// may still run. Freeze it back at once; the server's commit
+			// or abort decides which copy stays.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if _, err := cfg.Runner.Freeze(ctx, rec.Workload.ID, rec.ID); err != nil {
+				m.log.Error("re-freezing a post-copy source after a restart", "migration", rec.ID, "workload", rec.Workload.ID, "err", err)
+			} else {
+				m.log.Warn("re-froze a post-copy source whose dump died with the agent", "migration", rec.ID, "workload", rec.Workload.ID)
+			}
+			cancel()
+		}
 	}
 	return m, nil
 }

@@ -162,3 +162,25 @@ func TestPostCopyTargetRestartDropsCopy(t *testing.T) {
 		t.Fatalf("wait-pages after the restart: %v, want ErrFailed", err)
 	}
 }
+
+// TestPostCopySourceRestartRefreezes: the source agent restarts while its
+// lazy dump serves (the dump dies with it, and the source would run again):
+// the restarted agent freezes the source back at once; an abort then thaws
+// and continues it.
+func TestPostCopySourceRestartRefreezes(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := newLazyNode(t, "src", dir), newLazyNode(t, "dst", "")
+	mc := lazyUpToRestore(t, src, dst)
+	src.m.Close()
+	again := newLazyNode(t, "src", dir)
+	again.r.state["w"], again.r.pid["w"] = wire.StateMigrating, 100
+	if got := again.r.callList(); !slices.Equal(got, []string{"freeze"}) {
+		t.Fatalf("restarted source's runner calls: %v, want the source frozen back at start", got)
+	}
+	sc := mc
+	sc.Role, sc.ResumeSource = wire.RoleSource, true
+	again.must(t, wire.OpMigrateAbort, sc)
+	if got := again.r.callList(); !slices.Equal(got, []string{"freeze", "thaw", "continue"}) {
+		t.Fatalf("source runner calls after the abort: %v", got)
+	}
+}
