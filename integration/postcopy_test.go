@@ -64,12 +64,13 @@ func TestPostCopyMigrationThereAndBack(t *testing.T) {
 	c.mustDo("DELETE", "/v1/workloads/"+w.ID, nil, 200)
 }
 
-// TestPostCopyStalledTransferRollsBack: the target's lazy-pages daemon
-// hangs once the copy runs (SIGSTOP: what a silently cut link looks like
-// from the target). The target agent sees no progress, kills its copy, and
-// the server rolls back: exactly one copy runs, the source, from its state
-// at the freeze; the API says failed and why.
-func TestPostCopyStalledTransferRollsBack(t *testing.T) {
+// TestPostCopySourceHangsRollsBack: the source's page server hangs (SIGSTOP
+// of the lazy dump right after it started serving: what a silently cut link
+// looks like from the target). The lazy restore needs pages too and stalls;
+// the target's agent sees no progress, kills the restore, and the server
+// rolls back: exactly one copy runs, the source, from its state at the
+// freeze; the API says failed and why.
+func TestPostCopySourceHangsRollsBack(t *testing.T) {
 	requireCRIU(t)
 	c := newCluster(t, 2)
 	dir := t.TempDir()
@@ -77,42 +78,79 @@ func TestPostCopyStalledTransferRollsBack(t *testing.T) {
 	target := c.otherNode(w.Node)
 	var m migration
 	c.mustDo("POST", "/v1/workloads/"+w.ID+"/migrate", map[string]any{"to": target, "mode": "post-copy"}, 202).decode(t, &m)
-	// The fault: stop the daemon as soon as it is ready (its status fd,
-	// 3, is closed once it has said so).
-	// The fault: stop the daemon once the copy runs (the target agent has
-	// recorded the restore) while its 256 MiB still stream; watch closely.
-	daemon := 0
+	// The fault, as soon as the source's dump serves pages (before the
+	// target can ask for any).
+	images := filepath.Join(c.dataDir, w.Node, "migrations", m.ID, "images")
+	dump := 0
 	deadline := time.Now().Add(time.Minute)
 	for {
-		if daemon == 0 {
-			daemon = findProc(filepath.Join(c.dataDir, target), "lazy-pages")
-		}
-		rec, _ := os.ReadFile(filepath.Join(c.dataDir, target, "migrations", m.ID, "migration.json"))
-		if daemon != 0 && strings.Contains(string(rec), `"phase": "restored"`) {
-			break
+		if phase, _ := c.agentRecord(w.Node, m.ID); phase == "dumped" || phase == "sent" {
+			if dump = criuHolding(images); dump != 0 {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no lazy restore on %s within a minute", target)
+			t.Fatal("the source's lazy dump never served")
 		}
 		time.Sleep(time.Millisecond)
 	}
-	cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", daemon))
-	t.Logf("stopping daemon %d at %s: %s", daemon, time.Now().Format("15:04:05.000"), strings.ReplaceAll(string(cl), "\x00", " "))
+	if err := syscall.Kill(dump, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(dump, syscall.SIGKILL) })
+	c.checkRolledBack(w, m.ID, target, dir)
+}
+
+// TestPostCopyDaemonHangsAfterRestoreRollsBack: the target's lazy-pages
+// daemon hangs (SIGSTOP) once the copy runs, while its 1 GiB still streams.
+// The copy stalls on its next missing page; the target's agent sees no
+// progress, kills the copy, and the server rolls back to the source, whole
+// since the freeze.
+func TestPostCopyDaemonHangsAfterRestoreRollsBack(t *testing.T) {
+	requireCRIU(t)
+	c := newCluster(t, 2)
+	dir := t.TempDir()
+	w := c.startMemoryCounter(dir, 1024)
+	target := c.otherNode(w.Node)
+	var m migration
+	c.mustDo("POST", "/v1/workloads/"+w.ID+"/migrate", map[string]any{"to": target, "mode": "post-copy"}, 202).decode(t, &m)
+	// The fault as soon as the target agent has recorded the restore
+	// (the rest of the 1 GiB takes about a second to stream); watch closely.
+	images := filepath.Join(c.dataDir, target, "migrations", m.ID, "images")
+	daemon := 0
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if phase, _ := c.agentRecord(target, m.ID); phase == "restored" {
+			daemon = criuHolding(images)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no lazy restore within a minute")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if daemon == 0 {
+		t.Fatal("the lazy-pages daemon was gone right after the restore: the transfer beat the fault")
+	}
 	if err := syscall.Kill(daemon, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Kill(daemon, syscall.SIGKILL) })
-	c.eventually(2*time.Minute, "migration "+m.ID+" ends", func() error {
-		c.mustDo("GET", "/v1/migrations/"+m.ID, nil, 200).decode(t, &m)
-		if m.EndedAt == "" {
-			return fmt.Errorf("in %s", m.State)
-		}
-		return nil
-	})
+	c.checkRolledBack(w, m.ID, target, dir)
+}
+
+// checkRolledBack waits for migration id to end and checks it failed for
+// want of progress, and that the workload runs once, on its source, going
+// on from its state at the freeze.
+func (c *cluster) checkRolledBack(w workload, id, target, dir string) {
+	t := c.t
+	t.Helper()
+	var m migration
+	m = c.waitMigrationEnd(id)
 	if m.State != "failed" || !strings.Contains(m.Reason, "no progress") {
 		t.Fatalf("migration ended %+v, want failed for want of progress", m)
 	}
-	t.Logf("reason, as the API gives it: %s", m.Reason)
+	t.Logf("reason, as the API gives it: %s", firstLine(m.Reason))
 	got := c.workload(w.ID)
 	if got.Node != w.Node || got.HostPID != w.HostPID || got.State != "running" {
 		t.Fatalf("after the rollback the workload is %+v, want it running where it was", got)
@@ -130,36 +168,30 @@ func TestPostCopyStalledTransferRollsBack(t *testing.T) {
 	checkResumedOnce(t, countLines(t, dir))
 }
 
-// findProc returns the pid of a process whose command line contains every
-// one of words ("" parts ignored), or 0.
-func findProc(words ...string) int {
+// criuHolding returns the pid of a criu process with a file open below dir,
+// or 0.
+func criuHolding(dir string) int {
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil {
+		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); !strings.HasSuffix(exe, "/criu") {
 			continue
 		}
-		cl := strings.ReplaceAll(string(b), "\x00", " ")
-		ok := true
-		for _, w := range words {
-			if !strings.Contains(cl, w) {
-				ok = false
-				break
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		for _, fd := range fds {
+			if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); strings.HasPrefix(l, dir) {
+				return pid
 			}
-		}
-		if ok && alive(pid) {
-			return pid
 		}
 	}
 	return 0
 }
 
 // countLines reads the counter's file without judging it.
-func countLines(t *testing.T, dir string) []int {
+func countLines(t testing.TB, dir string) []int {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "count"))
 	if err != nil {
@@ -179,7 +211,7 @@ func countLines(t *testing.T, dir string) []int {
 // checkResumedOnce accepts 1, 2, ..., k, [lines the killed target copy
 // wrote], then the source going on from its state at the freeze: the
 // sequence may step back once (never to 1), and otherwise counts by one.
-func checkResumedOnce(t *testing.T, xs []int) {
+func checkResumedOnce(t testing.TB, xs []int) {
 	t.Helper()
 	back := 0
 	for i := 1; i < len(xs); i++ {

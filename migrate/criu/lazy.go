@@ -369,6 +369,17 @@ func (d *LazyPagesDaemon) Kill() {
 	<-d.done
 }
 
+// LastProgress is when the daemon last logged anything (at log level 4 it
+// logs every page request and every event): a daemon cut off from the
+// source's page server, or hung, stops logging.
+func (d *LazyPagesDaemon) LastProgress() time.Time {
+	fi, err := os.Stat(filepath.Join(d.ImagesDir, LazyPagesLog))
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
+}
+
 // PID is the daemon's process id (fault-injection tests kill it).
 func (d *LazyPagesDaemon) PID() int { return d.cmd.Process.Pid }
 
@@ -381,8 +392,6 @@ func (d *LazyPagesDaemon) PID() int { return d.cmd.Process.Pid }
 // the bytes transferred.
 func (d *LazyPagesDaemon) Wait(ctx context.Context, stall time.Duration) (int64, error) {
 	logPath := filepath.Join(d.ImagesDir, LazyPagesLog)
-	var lastSize int64 = -1
-	lastChange := time.Now()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -393,9 +402,7 @@ func (d *LazyPagesDaemon) Wait(ctx context.Context, stall time.Duration) (int64,
 			d.Kill()
 			return 0, fmt.Errorf("lazy-pages: %w", ctx.Err())
 		case <-tick.C:
-			if fi, err := os.Stat(logPath); err == nil && fi.Size() != lastSize {
-				lastSize, lastChange = fi.Size(), time.Now()
-			} else if stall > 0 && time.Since(lastChange) > stall {
+			if last := d.LastProgress(); stall > 0 && !last.IsZero() && time.Since(last) > stall {
 				d.Kill()
 				return 0, fmt.Errorf("%w: lazy-pages: no progress for %s (link to the source's page server cut?); killed; log %s ends:\n%s",
 					ErrIncomplete, stall, logPath, LogTail(logPath, 12))

@@ -143,7 +143,8 @@ type fakeLazyTarget struct {
 	once   sync.Once
 }
 
-func (l *fakeLazyTarget) PID() int { return 1 }
+func (l *fakeLazyTarget) PID() int                { return 1 }
+func (l *fakeLazyTarget) LastProgress() time.Time { return time.Now() }
 func (l *fakeLazyTarget) Kill() {
 	l.f.note("lazy-pages-kill")
 	l.once.Do(func() { close(l.killed) })

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -119,6 +120,7 @@ type LazyTarget interface {
 	Wait(ctx context.Context, stall time.Duration) (int64, error)
 	Kill()
 	PID() int
+	LastProgress() time.Time // when it last did anything
 }
 
 // Real wraps CRIU's client as a Checkpointer; nil gives nil (no CRIU).
@@ -862,10 +864,19 @@ func (m *Manager) restore(ctx context.Context, mc *wire.MigrationCmd) (*wire.Mig
 		}
 		g.lazyDst = d
 	}
-	res, err := m.cfg.CRIU.Restore(ctx, criu.RestoreOpts{
+	rctx, stalled := ctx, func() bool { return false }
+	if g.lazyDst != nil {
+		// A lazy restore needs pages too: with the source's page server
+		// gone silent it would hang. The daemon's progress bounds it.
+		rctx, stalled = m.watchStall(ctx, g.lazyDst)
+	}
+	res, err := m.cfg.CRIU.Restore(rctx, criu.RestoreOpts{
 		ImagesDir: m.imagesDir(mc.ID), Cgroups: criu.CgroupRoots(path), Log: logf, LogKey: mc.SourceLog,
 		Detach: true, ThawFreezer: criu.NewFreezer(path).Dir, LazyPages: g.rec.postCopy(),
 	})
+	if stalled() {
+		err = fmt.Errorf("lazy restore: the lazy-pages daemon made no progress for %s (the source's page server cut off or hung); restore killed: %v", m.cfg.PageStall, err)
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -947,6 +958,30 @@ func (m *Manager) injectedFailure(w wire.WorkloadSpec) bool {
 		}
 	}
 	return false
+}
+
+// watchStall returns a context that ends when d has made no progress for
+// PageStall (or ctx ends), and a func saying whether that is why it ended.
+func (m *Manager) watchStall(ctx context.Context, d LazyTarget) (context.Context, func() bool) {
+	wctx, cancel := context.WithCancel(ctx)
+	var stalled atomic.Bool
+	go func() {
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-tick.C:
+				if last := d.LastProgress(); !last.IsZero() && time.Since(last) > m.cfg.PageStall {
+					stalled.Store(true)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return wctx, func() bool { cancel(); return stalled.Load() }
 }
 
 // unixAlive reports whether pid runs (exists and is not a zombie).
