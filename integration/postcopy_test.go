@@ -6,9 +6,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // migrateWith starts a migration with body and waits until it ends.
@@ -94,10 +95,7 @@ func TestPostCopySourceHangsRollsBack(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if err := syscall.Kill(dump, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Kill(dump, syscall.SIGKILL) })
+	stopForGood(t, dump)
 	c.checkRolledBack(w, m.ID, target, dir)
 }
 
@@ -132,10 +130,7 @@ func TestPostCopyDaemonHangsAfterRestoreRollsBack(t *testing.T) {
 	if daemon == 0 {
 		t.Fatal("the lazy-pages daemon was gone right after the restore: the transfer beat the fault")
 	}
-	if err := syscall.Kill(daemon, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Kill(daemon, syscall.SIGKILL) })
+	stopForGood(t, daemon)
 	c.checkRolledBack(w, m.ID, target, dir)
 }
 
@@ -166,6 +161,23 @@ func (c *cluster) checkRolledBack(w workload, id, target, dir string) {
 		return nil
 	})
 	checkResumedOnce(t, countLines(t, dir))
+}
+
+// stopForGood stops pid (SIGSTOP) and kills it at cleanup if it still runs,
+// through a pidfd so that a recycled PID is never hit.
+func stopForGood(t *testing.T, pid int) {
+	t.Helper()
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.PidfdSendSignal(fd, unix.SIGSTOP, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+		unix.Close(fd)
+	})
 }
 
 // criuHolding returns the pid of a criu process with a file open below dir,
