@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -50,6 +52,13 @@ included, and removes the data dir unless --keep is given.`, stderr)
 		}
 	}
 
+	// The dev nodes are fenced by killing their agent and every process in
+	// their cgroups, as powering a machine off would.
+	fenceConfig, err := writeDevFenceConfig(dir, *nodes)
+	if err != nil {
+		return err
+	}
+
 	// The server runs in this process; the agents are children that it
 	// stops on the way out, after the server has stopped talking to them.
 	serverCtx, stopServer := context.WithCancel(context.Background())
@@ -60,6 +69,7 @@ included, and removes the data dir unless --keep is given.`, stderr)
 	go func() {
 		serverErr <- serve(serverCtx, serverConfig{
 			API: *api, DataDir: filepath.Join(dir, "server"), NATSListen: *natsListen, KVReplicas: 1, Strategy: "binpack",
+			FenceConfig: fenceConfig,
 		}, log.With("component", "server"), func(a, n string) { readyc <- ready{a, n} })
 	}()
 	var r ready
@@ -163,4 +173,27 @@ func (g *agentGroup) stop() {
 			}
 		}
 	})
+}
+
+// writeDevFenceConfig writes the fence configuration of a dev cluster: one
+// process-driver device for every node.
+func writeDevFenceConfig(dir string, nodes int) (string, error) {
+	names := make([]string, 0, nodes)
+	for i := 1; i <= nodes; i++ {
+		names = append(names, "node-"+strconv.Itoa(i))
+	}
+	cfg := map[string]any{
+		"devices": map[string]any{"power": map[string]any{"driver": "process", "params": map[string]string{
+			"host_list": strings.Join(names, ","),
+			"cgroup":    "/sys/fs/cgroup/pids/baton/{node}",
+			"match":     `baton agent .*--name {node}( |$)`,
+		}}},
+		"default_levels": []string{"power"},
+	}
+	b, _ := json.Marshal(cfg)
+	path := filepath.Join(dir, "fence.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return "", fmt.Errorf("writing the dev fence configuration: %w", err)
+	}
+	return path, nil
 }

@@ -44,6 +44,10 @@ type serverConfig struct {
 	ExpectedVotes int  // the full cluster's node votes; 0: the nodes seen
 	WaitForAll    bool // a fresh cluster waits until every expected vote was live once
 	Detection     string
+	FenceConfig   string // the fence devices and levels (scheduler/fencing)
+	WitnessURL    string // a baton witness; empty: none
+	WitnessTTL    time.Duration
+	Cluster       string // the cluster's name at the witness
 	// Rebalance is the rebalancing level (empty: rebalance.DefaultLevel),
 	// RebalanceOn the measured resources it watches (empty: memory,cpu).
 	Rebalance, RebalanceOn string
@@ -68,6 +72,10 @@ replicated JetStream in production).`, stderr)
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "leadership lease TTL: a dead leader is replaced within this time")
 	fs.IntVar(&cfg.ExpectedVotes, "expected-votes", 0, "node votes of the whole cluster for quorum (0: the votes of every node ever seen)")
 	fs.StringVar(&cfg.Detection, "failure-detection", "probe", `how a dead node is detected: "probe" (250 ms liveness beats; after 750 ms of silence a direct probe must fail) or "timeout" (classic: silence of the 1 s heartbeats for 6 s; the failover benchmark's baseline)`)
+	fs.StringVar(&cfg.FenceConfig, "fence-config", "", "JSON file of fence devices and per-node fence levels (see scheduler/fencing/README.md); without it a down node's groups wait for 'baton node fence NAME --confirm-off'")
+	fs.StringVar(&cfg.WitnessURL, "witness", "", "URL of a baton witness whose proxy vote the leader holds (e.g. http://10.0.0.9:7490); it lets two nodes keep quorum when one dies")
+	fs.DurationVar(&cfg.WitnessTTL, "witness-ttl", 3*time.Second, "how long the witness keeps the leader's claim after each renewal")
+	fs.StringVar(&cfg.Cluster, "cluster", "baton", "the cluster's name at the witness (one witness can serve several clusters)")
 	fs.BoolVar(&cfg.WaitForAll, "wait-for-all", false, "on first start, stay inquorate until every expected vote has been live at once")
 	fs.StringVar(&cfg.Rebalance, "rebalance", string(rebalance.DefaultLevel), "move workloads off hot nodes by live migration: off, conservative (hot under 10% free for 5 reports, one migration at a time) or aggressive (20% free, 3 reports, up to 4 at once); drains work whatever the level")
 	fs.StringVar(&cfg.RebalanceOn, "rebalance-on", "memory,cpu", "the measured resources that make a node hot: memory,cpu, memory or cpu (several agents on one machine share its CPU: use memory)")
@@ -173,6 +181,18 @@ func serve(ctx context.Context, cfg serverConfig, log *slog.Logger, ready func(a
 		Groups: groups.DefaultConfig(), State: haState, Prober: scheduler.TCPProber{},
 		Quorum: quorum.Config{ExpectedVotes: cfg.ExpectedVotes, WaitForAll: cfg.WaitForAll},
 	}
+	if cfg.FenceConfig != "" {
+		f, err := openFencer(ctx, cfg.FenceConfig, &ha, log)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+	}
+	var wit *leaderWitness
+	if cfg.WitnessURL != "" {
+		wit = newLeaderWitness(cfg.WitnessURL, cfg.Cluster, cmp.Or(cfg.Name, "baton-server"), cfg.WitnessTTL, log)
+		ha.Witness, ha.Quorum.WitnessVotes = wit, 1
+	}
 	// Recovery without a confirmed fence would be sound only if an agent
 	// that dies took its workloads with it; it does not (workloads outlive
 	// their agent by design), so only a fence makes a down node safe.
@@ -213,6 +233,9 @@ func serve(ctx context.Context, cfg serverConfig, log *slog.Logger, ready func(a
 	go func() {
 		defer close(leaseDone)
 		_ = campaign.Run(runCtx, func(st lease.State) {
+			if wit != nil {
+				wit.lead(runCtx, st.Leader)
+			}
 			if err := srv.SetLeadership(runCtx, st.Leader, st.Epoch, st.Holder); err != nil {
 				log.Error("taking up leadership", "err", err)
 			}
