@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -148,5 +149,49 @@ func TestCommandRunsAsTheWorkload(t *testing.T) {
 	}
 	if _, err := r.Command(t.Context(), spec, nil); !errors.Is(err, ErrInvalidSpec) {
 		t.Errorf("Command of nothing: %v, want ErrInvalidSpec", err)
+	}
+}
+
+// TestEndedGroupResourceStartsAgain: a group resource whose run ended (it
+// crashed, or its node was fenced and the agent re-adopted a dead record)
+// gets a new run from Start, while a plain workload's ended run is only
+// reported (Start stays idempotent for it).
+func TestEndedGroupResourceStartsAgain(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	r, err := New(Config{DataDir: e.dir, Node: e.node, StopGrace: time.Minute, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, id := range []string{"db-app", "job"} {
+			_, _ = r.Stop(context.Background(), id)
+		}
+		r.Close()
+	})
+	res := wire.WorkloadSpec{ID: "db-app", Command: []string{"sh", "-c", "exit 3"}, Group: &wire.GroupRef{Group: "db", Resource: "app"}}
+	plain := wire.WorkloadSpec{ID: "job", Command: []string{"sh", "-c", "exit 3"}}
+	for _, spec := range []wire.WorkloadSpec{res, plain} {
+		if _, err := r.Start(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.WaitFor(t, 10*time.Second, "both runs end", func() bool {
+		a, _ := statusOf(r, "db-app")
+		b, _ := statusOf(r, "job")
+		return a.State == wire.StateFailed && b.State == wire.StateFailed
+	})
+	first, _ := statusOf(r, "db-app")
+	res.Command = []string{"sleep", "1000"}
+	st, err := r.Start(ctx, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != wire.StateRunning || st.StartedAt.Equal(first.StartedAt) {
+		t.Errorf("the group resource was not started again: %+v", st)
+	}
+	plain.Command = []string{"sleep", "1000"}
+	if st, _ := r.Start(ctx, plain); st.State != wire.StateFailed {
+		t.Errorf("a plain workload's ended run was replaced: %+v", st)
 	}
 }

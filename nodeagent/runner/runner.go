@@ -273,9 +273,19 @@ func (r *Runner) Start(ctx context.Context, spec wire.WorkloadSpec) (wire.Worklo
 	if w := r.wls[spec.ID]; w != nil {
 		st := w.rec.Status
 		r.mu.Unlock()
-		return st, nil
+		exited := st.State == wire.StateStopped || st.State == wire.StateFailed
+		if spec.Group == nil || !exited {
+			return st, nil
+		}
+		// A group resource asked to start again after its run ended (the
+		// node was fenced and came back, or it crashed): the engine wants
+		// a new run, not the report of the old one. Forget the old run.
+		if _, err := r.Stop(ctx, spec.ID); err != nil {
+			return failed(fmt.Errorf("start workload %q: clearing its ended run: %w", spec.ID, err))
+		}
+	} else {
+		r.mu.Unlock()
 	}
-	r.mu.Unlock()
 
 	w, err := r.launch(ctx, spec)
 	if err != nil {
