@@ -41,8 +41,14 @@ func (c *cluster) processFenceConfig(nodes int) string {
 // newFailoverCluster is a cluster whose server fences with the process driver.
 func newFailoverCluster(t testing.TB, agents int, serverArgs ...string) *cluster {
 	t.Helper()
+	return newFailoverClusterWith(t, agents, nil, serverArgs...)
+}
+
+// newFailoverClusterWith also gives every agent extra flags.
+func newFailoverClusterWith(t testing.TB, agents int, agentArgs []string, serverArgs ...string) *cluster {
+	t.Helper()
 	requirePrivileged(t)
-	c := &cluster{t: t, natsURL: startNATS(t), dataDir: t.TempDir(), prefix: "it" + uniq(), agents: map[string]*proc{}}
+	c := &cluster{t: t, natsURL: startNATS(t), dataDir: t.TempDir(), prefix: "it" + uniq(), agents: map[string]*proc{}, agentArgs: agentArgs}
 	c.apiAddr = freeAddr(t)
 	c.api = "http://" + c.apiAddr
 	c.serverArgs = append([]string{"--fence-config", c.processFenceConfig(agents)}, serverArgs...)

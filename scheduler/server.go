@@ -327,7 +327,10 @@ func (s *Server) Tick() {
 	s.mu.Lock()
 	up := s.members.Step(now)
 	acts := s.transitionsLocked(up.Transitions)
-	acts = append(acts, s.quorumChangedLocked(now)...)
+	if s.cfg.HA.Witness != nil {
+		// The witness's grant changes on its own time.
+		acts = append(acts, s.quorumChangedLocked(now)...)
+	}
 	if s.ha.engine != nil {
 		if d, ok := s.ha.engine.NextDeadline(); ok && !now.Before(d) {
 			acts = append(acts, s.handleLocked(groups.Event{Kind: groups.Tick, At: now})...)

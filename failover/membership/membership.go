@@ -122,6 +122,7 @@ func (t Transition) String() string {
 type Table struct {
 	cfg     Config
 	members map[string]*Member
+	sorted  []string // cache of names()
 }
 
 // NewTable returns an empty table. Zero fields of cfg take DefaultConfig values.
@@ -210,27 +211,29 @@ func (t *Table) Step(now time.Time) Update {
 		silent := now.Sub(m.LastHeartbeat)
 		suspectAt := time.Duration(t.cfg.SuspectAfter * float64(m.Interval))
 		downAt := time.Duration(t.cfg.DownAfter * float64(m.Interval))
-		quiet := fmt.Sprintf("no heartbeat for %s", silent.Round(time.Millisecond))
+		// The reason is formatted only for a change: Step runs every 50 ms
+		// over every node, and most steps change nothing.
+		quiet := func() string { return fmt.Sprintf("no heartbeat for %s", silent.Round(time.Millisecond)) }
 		switch {
 		case m.State == Down:
 		case t.cfg.RequireProbe && m.State != Exiting:
 			if silent >= suspectAt && (m.State == Running || m.State == Joining) {
-				up.Transitions = t.set(m, Suspect, now, quiet, up.Transitions)
+				up.Transitions = t.set(m, Suspect, now, quiet(), up.Transitions)
 			}
 			if m.State != Suspect {
 				continue
 			}
 			switch {
 			case !m.ProbeSent.IsZero() && now.Sub(m.ProbeSent) >= t.cfg.ProbeTimeout:
-				up.Transitions = t.set(m, Down, now, fmt.Sprintf("%s and probe unanswered for %s", quiet, now.Sub(m.ProbeSent).Round(time.Millisecond)), up.Transitions)
+				up.Transitions = t.set(m, Down, now, fmt.Sprintf("%s and probe unanswered for %s", quiet(), now.Sub(m.ProbeSent).Round(time.Millisecond)), up.Transitions)
 			case m.ProbeSent.IsZero() && (m.ProbeAnswered.IsZero() || now.Sub(m.ProbeAnswered) >= t.cfg.ProbeEvery):
 				m.ProbeSent = now
-				up.Probes = append(up.Probes, Probe{Node: m.Name, At: now, Deadline: now.Add(t.cfg.ProbeTimeout), Reason: quiet})
+				up.Probes = append(up.Probes, Probe{Node: m.Name, At: now, Deadline: now.Add(t.cfg.ProbeTimeout), Reason: quiet()})
 			}
 		case silent >= downAt:
-			up.Transitions = t.set(m, Down, now, quiet, up.Transitions)
+			up.Transitions = t.set(m, Down, now, quiet(), up.Transitions)
 		case silent >= suspectAt && (m.State == Running || m.State == Joining):
-			up.Transitions = t.set(m, Suspect, now, quiet, up.Transitions)
+			up.Transitions = t.set(m, Suspect, now, quiet(), up.Transitions)
 		}
 	}
 	return up
@@ -273,11 +276,15 @@ func (t *Table) List() []Member {
 	return out
 }
 
+// names returns the members' names sorted, kept between calls: members are
+// only ever added, and Step asks for them every 50 ms.
 func (t *Table) names() []string {
-	names := make([]string, 0, len(t.members))
-	for n := range t.members {
-		names = append(names, n)
+	if len(t.sorted) != len(t.members) {
+		t.sorted = t.sorted[:0]
+		for n := range t.members {
+			t.sorted = append(t.sorted, n)
+		}
+		slices.Sort(t.sorted)
 	}
-	slices.Sort(names)
-	return names
+	return t.sorted
 }
