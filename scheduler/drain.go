@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/batonhq/baton/failover/groups"
+	"github.com/batonhq/baton/failover/membership"
 	"github.com/batonhq/baton/placement/rebalance"
 	"github.com/batonhq/baton/scheduler/store"
 	"github.com/batonhq/baton/wire"
@@ -43,7 +45,13 @@ func (s *Server) DrainNode(ctx context.Context, name string) (NodeView, error) {
 		s.eventLocked(RebalanceEvent{Kind: EventDrain, Node: name,
 			Reason: fmt.Sprintf("drain asked for: no new workload goes to %s; its %d workloads move off", name, n)})
 	}
+	// Its resource groups move off in order (stop here, start elsewhere).
+	var acts []groups.Action
+	if m, _ := s.members.Get(name); m.State == membership.Running {
+		acts = s.nodeEventLocked(membership.Transition{Node: name, To: m.State, At: now, Reason: "drained"})
+	}
 	s.mu.Unlock()
+	s.dispatch(acts)
 	return s.Node(name) // the next Rebalance starts the moves
 }
 
@@ -73,7 +81,12 @@ func (s *Server) UndrainNode(ctx context.Context, name string) (NodeView, error)
 		}
 		s.eventLocked(RebalanceEvent{Kind: EventUndrain, Node: name, Reason: name + " takes new workloads again"})
 	}
+	var acts []groups.Action
+	if m, _ := s.members.Get(name); drained && m.State == membership.Running {
+		acts = s.nodeEventLocked(membership.Transition{Node: name, To: m.State, At: s.cfg.Clock.Now(), Reason: "undrained"})
+	}
 	s.mu.Unlock()
+	s.dispatch(acts)
 	return s.Node(name)
 }
 

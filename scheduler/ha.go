@@ -178,9 +178,7 @@ func (s *Server) becomeLeaderHALocked(ctx context.Context) []groups.Action {
 	acts := s.quorumChangedLocked(now)
 	// The engine learns the nodes' states as this server sees them now.
 	for _, m := range s.members.List() {
-		if ev, ok := failover.NodeEvent(membership.Transition{Node: m.Name, To: m.State, At: now, Reason: "state when this server took the lead"}); ok {
-			acts = append(acts, s.handleLocked(ev)...)
-		}
+		acts = append(acts, s.nodeEventLocked(membership.Transition{Node: m.Name, To: m.State, At: now, Reason: "state when this server took the lead"})...)
 	}
 	s.logEventLocked(Event{At: now, Kind: "leader", Detail: fmt.Sprintf("took the lead (epoch %d) with %d groups; %s", s.epoch, len(engine.Groups()), s.ha.status)})
 	s.afterBatchLocked(ctx, acts)
@@ -264,11 +262,23 @@ func (s *Server) transitionsLocked(ts []membership.Transition) []groups.Action {
 	// not fence the nodes it lost.
 	acts := s.quorumChangedLocked(ts[len(ts)-1].At)
 	for _, t := range ts {
-		if ev, ok := failover.NodeEvent(t); ok {
-			acts = append(acts, s.handleLocked(ev)...)
-		}
+		acts = append(acts, s.nodeEventLocked(t)...)
 	}
 	return acts
+}
+
+// nodeEventLocked feeds a membership transition to the engine. A drained
+// node that runs is "leaving" for the engine: its groups move off in order,
+// without a fence, and none comes to it.
+func (s *Server) nodeEventLocked(t membership.Transition) []groups.Action {
+	ev, ok := failover.NodeEvent(t)
+	if !ok {
+		return nil
+	}
+	if ev.Kind == groups.NodeUp && s.drainedLocked(t.Node) {
+		ev.Kind, ev.Reason = groups.NodeLeaving, "drained"
+	}
+	return s.handleLocked(ev)
 }
 
 // quorumChangedLocked re-evaluates the quorum and tells the engine when it

@@ -464,3 +464,37 @@ func TestGroupRequestValidation(t *testing.T) {
 		t.Errorf("valid group refused: %v", err)
 	}
 }
+
+func TestDrainMovesGroupsOffWithoutFence(t *testing.T) {
+	h := newHAHarness(t, HAConfig{}, "n1", "n2", "n3")
+	if _, err := h.srv.CreateGroup(context.Background(), dbGroup("n1", "n2")); err != nil {
+		t.Fatal(err)
+	}
+	h.waitGroup("db", "running", "n1", 2*time.Second)
+	if _, err := h.srv.DrainNode(context.Background(), "n1"); err != nil {
+		t.Fatal(err)
+	}
+	h.waitGroup("db", "running", "n2", 2*time.Second)
+	cmds := h.agents.Commands()
+	if i, j := slices.Index(cmds, "stop n1 grp_db_pg"), slices.Index(cmds, "stop n1 grp_db_ip"); i < 0 || j < i {
+		t.Errorf("drain did not stop the group in reverse on n1: %v", cmds)
+	}
+	if slices.ContainsFunc(cmds, func(c string) bool { return strings.HasPrefix(c, "fence") }) {
+		t.Errorf("drain fenced a node: %v", cmds)
+	}
+	// Beats keep coming from n1: it must stay out of the group's way.
+	h.step(2 * time.Second)
+	if g, _ := h.srv.Group("db"); g.Node != "n2" {
+		t.Fatalf("group went back to a drained node: %+v", g)
+	}
+	if _, err := h.srv.MoveGroup(context.Background(), "db", "n1"); !errors.Is(err, ErrConflict) {
+		t.Errorf("move to a drained node: %v, want a conflict", err)
+	}
+	if _, err := h.srv.UndrainNode(context.Background(), "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.srv.MoveGroup(context.Background(), "db", "n1"); err != nil {
+		t.Errorf("move after undrain: %v", err)
+	}
+	h.waitGroup("db", "running", "n1", 2*time.Second)
+}
