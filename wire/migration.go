@@ -71,10 +71,14 @@ type FileChunk struct {
 	// "log" (the workload's log on the target).
 	Kind   string `json:"kind"`
 	Path   string `json:"path"` // relative to the Kind's directory; no ".." allowed
-	Mode   uint32 `json:"mode"` // permission bits
+	Mode   uint32 `json:"mode"` // permission bits (with setuid, setgid and sticky for a Dir)
 	Offset int64  `json:"offset"`
 	Data   []byte `json:"data"`
 	Last   bool   `json:"last"` // the file is complete
+	// Dir marks a directory (Path "." is the Kind's directory itself): it is
+	// created if missing and gets exactly Mode, because CRIU refuses to
+	// restore a process whose working or open directory has another mode.
+	Dir bool `json:"dir,omitempty"`
 }
 
 // MaxChunk is the most data one FileChunk carries (NATS's default maximum
@@ -154,6 +158,9 @@ func validateChunk(c *FileChunk) error {
 	}
 	if c.Offset < 0 || len(c.Data) > MaxChunk {
 		return fmt.Errorf("command %s: %w: chunk at offset %d with %d bytes", OpMigrateReceive, ErrMalformed, c.Offset, len(c.Data))
+	}
+	if c.Dir && (c.Kind != "workdir" || len(c.Data) > 0) {
+		return fmt.Errorf("command %s: %w: a directory chunk belongs to the workdir and carries no data (kind %q, %d bytes)", OpMigrateReceive, ErrMalformed, c.Kind, len(c.Data))
 	}
 	return nil
 }

@@ -23,6 +23,9 @@ func TestDecodeMigrationCommands(t *testing.T) {
 		{"chunk escaping its dir", `{"v":1,"op":"migrate-receive","chunk":{"migration":"m","kind":"workdir","path":"../etc/passwd"}}`, false},
 		{"chunk absolute", `{"v":1,"op":"migrate-receive","chunk":{"migration":"m","kind":"workdir","path":"/etc/passwd"}}`, false},
 		{"chunk unclean", `{"v":1,"op":"migrate-receive","chunk":{"migration":"m","kind":"workdir","path":"a/../../b"}}`, false},
+		{"workdir's own dir", `{"v":1,"op":"migrate-receive","chunk":{"migration":"m","kind":"workdir","path":".","mode":1023,"dir":true,"last":true}}`, true},
+		{"dir chunk among images", `{"v":1,"op":"migrate-receive","chunk":{"migration":"m","kind":"image","path":"a","dir":true}}`, false},
+		{"dir chunk with data", `{"v":1,"op":"migrate-receive","chunk":{"migration":"m","kind":"workdir","path":"a","data":"AAE=","dir":true}}`, false},
 		{"chunk unknown kind", `{"v":1,"op":"migrate-receive","chunk":{"migration":"m","kind":"etc","path":"a"}}`, false},
 	}
 	for _, tc := range tests {

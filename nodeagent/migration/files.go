@@ -23,8 +23,9 @@ const resolveBeneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RE
 
 // writeChunk writes c into root (created if missing): the file c.Path below
 // it (parent dirs created 0700), at c.Offset; created with c.Mode's
-// permission bits or 0600; truncated to its end on c.Last. Writing the same
-// chunk twice gives the same file.
+// permission bits or 0600; truncated to its end on c.Last. A c.Dir chunk
+// makes the directory c.Path ("." for root) and gives it exactly c.Mode.
+// Writing the same chunk twice gives the same file.
 func writeChunk(root string, c *wire.FileChunk) error {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return err
@@ -35,19 +36,18 @@ func writeChunk(root string, c *wire.FileChunk) error {
 	}
 	defer func() { unix.Close(dirfd) }()
 	parts := strings.Split(c.Path, "/")
-	for _, dir := range parts[:len(parts)-1] {
-		if dir == "." || dir == "" {
-			continue
+	if c.Dir {
+		if dirfd, err = openDirs(dirfd, root, parts); err != nil {
+			return err
 		}
-		if err := unix.Mkdirat(dirfd, dir, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("mkdir %s in %s: %w", dir, root, err)
+		// Exactly the source's mode, setuid, setgid and sticky bits included.
+		if err := unix.Fchmod(dirfd, c.Mode&0o7777); err != nil {
+			return fmt.Errorf("chmod %s in %s: %w", c.Path, root, err)
 		}
-		fd, err := unix.Openat2(dirfd, dir, &unix.OpenHow{Flags: unix.O_DIRECTORY | unix.O_RDONLY | unix.O_CLOEXEC, Resolve: resolveBeneath})
-		if err != nil {
-			return fmt.Errorf("open dir %s in %s: %w", dir, root, err)
-		}
-		unix.Close(dirfd)
-		dirfd = fd
+		return nil
+	}
+	if dirfd, err = openDirs(dirfd, root, parts[:len(parts)-1]); err != nil {
+		return err
 	}
 	mode := uint64(0o600)
 	if c.Mode&0o7777 != 0 {
@@ -85,12 +85,34 @@ func writeChunk(root string, c *wire.FileChunk) error {
 	return nil
 }
 
-// file is one file to send.
+// openDirs walks dirs down from dirfd (root's), creating each missing one
+// 0700, never through a symlink, and returns the last one's fd in place of
+// dirfd (closed), or dirfd itself when dirs is empty.
+func openDirs(dirfd int, root string, dirs []string) (int, error) {
+	for _, dir := range dirs {
+		if dir == "." || dir == "" {
+			continue
+		}
+		if err := unix.Mkdirat(dirfd, dir, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return dirfd, fmt.Errorf("mkdir %s in %s: %w", dir, root, err)
+		}
+		fd, err := unix.Openat2(dirfd, dir, &unix.OpenHow{Flags: unix.O_DIRECTORY | unix.O_RDONLY | unix.O_CLOEXEC, Resolve: resolveBeneath})
+		if err != nil {
+			return dirfd, fmt.Errorf("open dir %s in %s: %w", dir, root, err)
+		}
+		unix.Close(dirfd)
+		dirfd = fd
+	}
+	return dirfd, nil
+}
+
+// file is one file or directory to send.
 type file struct {
 	kind string // wire chunk kind
 	abs  string // path on this node
 	rel  string // path in the chunk
 	mode uint32
+	dir  bool
 }
 
 // imageFiles lists the image files of dir to send: regular files, not
@@ -111,34 +133,42 @@ func imageFiles(dir string) ([]file, error) {
 	return out, nil
 }
 
-// treeFiles lists the regular files below dir (symlinks and special files
-// are not sent), skipping the paths in skip.
+// treeFiles lists dir itself (rel "."), the directories and the regular
+// files below it, each directory before what it holds (symlinks and special
+// files are not sent), skipping the paths in skip.
 func treeFiles(kind, dir string, skip map[string]bool) ([]file, error) {
 	var out []file
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if !d.Type().IsRegular() || skip[p] {
+		if !(d.Type().IsRegular() || d.IsDir()) || skip[p] {
 			return nil
 		}
 		rel, err := filepath.Rel(dir, p)
 		if err != nil {
 			return err
 		}
-		fi, err := d.Info()
-		if err != nil {
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
 			return err
 		}
-		out = append(out, file{kind: kind, abs: p, rel: filepath.ToSlash(rel), mode: uint32(fi.Mode().Perm())})
+		mode := st.Mode & 0o777
+		if d.IsDir() {
+			mode = st.Mode & 0o7777
+		}
+		out = append(out, file{kind: kind, abs: p, rel: filepath.ToSlash(rel), mode: mode, dir: d.IsDir()})
 		return nil
 	})
 	return out, err
 }
 
 // chunks calls send with the chunks of f in order (one empty chunk for an
-// empty file) and returns the bytes sent.
+// empty file, one Dir chunk for a directory) and returns the bytes sent.
 func chunks(mid string, f file, send func(*wire.FileChunk) error) (int64, error) {
+	if f.dir {
+		return 0, send(&wire.FileChunk{Migration: mid, Kind: f.kind, Path: f.rel, Mode: f.mode, Dir: true, Last: true})
+	}
 	in, err := os.Open(f.abs)
 	if err != nil {
 		return 0, err
