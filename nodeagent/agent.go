@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/batonhq/baton/migrate/criu"
 	"github.com/batonhq/baton/nodeagent/metrics"
 	"github.com/batonhq/baton/nodeagent/migration"
 	"github.com/batonhq/baton/nodeagent/runner"
@@ -225,6 +226,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 		defer nc.Close()
+	}
+	// CRIU without its kernel facts cache works, only ~12 ms slower a call
+	// (three calls while a post-copy migration is frozen).
+	if mounted, err := criu.EnsureKernelFactsCache(criu.KernelFactsDir); err != nil {
+		a.log.Warn("CRIU will probe the kernel at every call", "err", err)
+	} else if mounted {
+		a.log.Info("mounted a tmpfs for CRIU's kernel facts cache (/run is not a tmpfs here)", "dir", criu.KernelFactsDir)
 	}
 	feats, client, why := migration.Detect(ctx, a.cfg.CRIUPath, a.cfg.MigrateAddr)
 	if why != "" {

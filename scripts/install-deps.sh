@@ -27,6 +27,12 @@ CRIU_SRC_LIST=/etc/apt/sources.list.d/baton-criu-src.sources
 # patches the installed binary was built with, so changing them rebuilds CRIU.
 CRIU_PATCHES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/criu-patches
 CRIU_STAMP=/usr/local/share/baton/criu-build.stamp
+# Where CRIU keeps its cache of kernel facts (criu.kdat). CRIU keeps it only on a tmpfs and
+# otherwise probes the kernel again at every call (~12 ms each, three of them while a post-copy
+# migration is frozen); /run is not a tmpfs on every machine, so Baton's CRIU uses a directory
+# of its own that the agent (and this script) make a tmpfs when /run is not one.
+# Keep in step with criu.KernelFactsDir (migrate/criu).
+CRIU_RUNDIR=/run/baton-criu
 
 STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.1.2; needs go >= 1.26.0
 
@@ -177,7 +183,7 @@ build_criu() {
 	done
 	log "building CRIU: make -j$(nproc) criu (about 20 s)"
 	# Only the criu binary is needed (go-criu talks to it in swrk mode); no docs, no plugins.
-	make -C "$srcdir" -j"$(nproc)" criu </dev/null
+	make -C "$srcdir" -j"$(nproc)" RUNDIR="$CRIU_RUNDIR" criu </dev/null
 	[[ -x $srcdir/criu/criu ]] || die "CRIU build produced no criu/criu binary"
 	install -D -m 0755 "$srcdir/criu/criu" "$CRIU_BIN"
 	install -D -m 0644 /dev/null "$CRIU_STAMP"
@@ -197,8 +203,15 @@ check_criu() {
 	log "criu check: Looks good"
 }
 
-criu_wanted_stamp() { # the patches the binary should be built with
-	cat "$CRIU_PATCHES_DIR"/*.patch 2>/dev/null | sha256sum | cut -d' ' -f1
+criu_wanted_stamp() { # the patches and settings the binary should be built with
+	{ cat "$CRIU_PATCHES_DIR"/*.patch 2>/dev/null; echo "RUNDIR=$CRIU_RUNDIR"; } | sha256sum | cut -d' ' -f1
+}
+
+ensure_criu_rundir() { # a tmpfs for CRIU's kernel facts cache (the agent does the same at start)
+	mkdir -p -m 0700 "$CRIU_RUNDIR"
+	[[ $(stat -f -c %T "$CRIU_RUNDIR") == tmpfs ]] && return
+	mount -t tmpfs -o size=1m,mode=0700 baton-criu "$CRIU_RUNDIR" || die "cannot mount a tmpfs on $CRIU_RUNDIR for CRIU's kernel facts cache"
+	log "mounted a tmpfs on $CRIU_RUNDIR (CRIU's kernel facts cache; /run is not a tmpfs here)"
 }
 
 ver=$(criu_version)
@@ -218,6 +231,7 @@ else
 	build_criu
 	check_criu
 fi
+ensure_criu_rundir
 
 # ---------------------------------------------------------------------------------------------
 # Go tools
