@@ -26,6 +26,16 @@ func EnsureKernelFactsCache(dir string) (mounted bool, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return false, fmt.Errorf("%w: %v", ErrKernelFactsCache, err)
 	}
+	// Agents starting together on one machine must not stack mounts: the
+	// check and the mount happen under a lock on the directory itself.
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", ErrKernelFactsCache, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+		return false, fmt.Errorf("%w: locking %s: %v", ErrKernelFactsCache, dir, err)
+	}
 	if onTmpfs(dir) {
 		return false, nil
 	}
