@@ -172,8 +172,10 @@ func (c *Client) Dump(ctx context.Context, o DumpOpts) (DumpResult, error) {
 		ShellJob:       proto.Bool(o.ShellJob),
 		TcpEstablished: proto.Bool(o.TCPEstablished),
 		TrackMem:       proto.Bool(o.TrackMem),
-		// The cgroup layout is dumped so that Restore can remap it.
-		ManageCgroups: proto.Bool(true),
+		// No cgroup layout in the images: Restore runs the restored tree in
+		// the target's own cgroups (see ignoreCgroups).
+		ManageCgroups:     proto.Bool(false),
+		ManageCgroupsMode: rpc.CriuCgMode_IGNORE.Enum(),
 	}
 	if o.FreezeCgroup != "" {
 		opts.FreezeCgroup = proto.String(o.FreezeCgroup)
@@ -215,8 +217,9 @@ func (c *Client) Dump(ctx context.Context, o DumpOpts) (DumpResult, error) {
 type RestoreOpts struct {
 	ImagesDir string // all the images (pages included)
 	// Cgroups maps a v1 controller ("memory", "cpu,cpuacct", "pids",
-	// "freezer", ...) to the cgroup path (below the hierarchy's root) that
-	// replaces the dumped tree's root cgroup: see CgroupRoots.
+	// "freezer", ...) to the cgroup path (below the hierarchy's root) the
+	// restored tree starts in (see CgroupRoots): CRIU joins them before it
+	// restores; missing ones are created without limits.
 	Cgroups map[string]string
 	// Log, if set, becomes the restored process's stdout and stderr in
 	// place of the file it had on the source (CRIU inherit-fd): LogKey is
@@ -227,9 +230,9 @@ type RestoreOpts struct {
 	// subreaper) when the restore ends; otherwise it is a child of the
 	// calling process (CRIU's restore-sibling), which must reap it.
 	Detach bool
-	// ThawFreezer: a freezer cgroup dir (the target's, after Cgroups
-	// remapping) to thaw once the restore is done, in case CRIU restored
-	// the frozen state of the source's freezer.
+	// ThawFreezer: a freezer cgroup dir to thaw once the restore is done,
+	// should it be frozen (a target's freezer left frozen by an earlier
+	// attempt).
 	ThawFreezer string
 	// LazyPages: post-copy restore; the images carry no memory and a
 	// LazyPagesDaemon started on ImagesDir fills it in.
@@ -260,14 +263,11 @@ func (c *Client) Restore(ctx context.Context, o RestoreOpts) (RestoreResult, err
 		LogLevel:          proto.Int32(int32(c.logLevel)),
 		LogFile:           proto.String(RestoreLog),
 		RstSibling:        proto.Bool(!o.Detach),
-		ManageCgroups:     proto.Bool(true),
-		ManageCgroupsMode: rpc.CriuCgMode_SOFT.Enum(),
+		ManageCgroups:     proto.Bool(false),
+		ManageCgroupsMode: rpc.CriuCgMode_IGNORE.Enum(),
 	}
 	if o.LazyPages {
 		opts.LazyPages = proto.Bool(true)
-	}
-	for ctrl, path := range o.Cgroups {
-		opts.CgRoot = append(opts.CgRoot, &rpc.CgroupRoot{Ctrl: proto.String(ctrl), Path: proto.String(path)})
 	}
 	cr := c.criu()
 	if o.Log != nil {
@@ -293,6 +293,9 @@ func (c *Client) Restore(ctx context.Context, o RestoreOpts) (RestoreResult, err
 		return RestoreResult{}, fmt.Errorf("%w: %s: %v", ErrNotAvailable, c.path, err)
 	}
 	defer cr.Cleanup()
+	if err := joinCgroups(cr, o.Cgroups); err != nil {
+		return RestoreResult{}, fmt.Errorf("criu restore from %s: %w", o.ImagesDir, err)
+	}
 	// A restore can hang (a lazy restore whose daemon died was seen to
 	// wait forever after "Killing processes because of failure"): ctx
 	// ends it.
@@ -320,6 +323,36 @@ func (c *Client) Restore(ctx context.Context, o RestoreOpts) (RestoreResult, err
 		res.RestoreTime = time.Duration(st.GetRestoreTime()) * time.Microsecond
 	}
 	return res, nil
+}
+
+// ignoreCgroups: Baton's dumps and restores leave cgroups to Baton. CRIU
+// managing them (dumping the source's layout, then recreating and remapping
+// it on the target) mounts every v1 hierarchy into a yard on both sides,
+// about 20 ms of frozen time each at the time of writing. Instead the
+// target prepares the workload's cgroups with their limits (the runner's
+// PrepareCgroups) and the criu swrk process joins them before the restore,
+// so that the restored tree, forked from it, starts in them.
+//
+// joinCgroups moves cr's swrk process into cgroups (controller → path below
+// the hierarchy's root, see CgroupRoots), creating any that are missing.
+func joinCgroups(cr *gocriu.Criu, cgroups map[string]string) error {
+	if len(cgroups) == 0 {
+		return nil
+	}
+	pid, err := swrkPID(cr)
+	if err != nil {
+		return fmt.Errorf("joining the target's cgroups: %w", err)
+	}
+	for ctrl, path := range cgroups {
+		dir := filepath.Join(CgroupV1Root, ctrl, path)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("joining the target's cgroups: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("joining the target's cgroup %s: %w", dir, err)
+		}
+	}
+	return nil
 }
 
 func pipeMaxSizeOK() bool {

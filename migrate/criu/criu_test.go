@@ -60,12 +60,7 @@ func TestStopCopyThereAndBack(t *testing.T) {
 		if got := nsPID(t, newPID); got != 1 {
 			t.Errorf("restored pid %d is pid %d in its namespace, want 1", newPID, got)
 		}
-		for _, ctrl := range []string{"memory", "cpu", "pids", "freezer"} {
-			want := "/baton/" + to.name + "/" + id
-			if got := cgroupOf(t, newPID, ctrl); got != want {
-				t.Errorf("restored pid %d is in %s:%s, want %s", newPID, ctrl, got, want)
-			}
-		}
+		checkInCgroups(t, newPID, to.name, id)
 		waitFor(t, 10*time.Second, "the restored counter to go on", func() bool { return last(counts(t, wd)) >= atDump+3 })
 		// Commit: the frozen source dies.
 		if err := m.freezer.Kill(ctx); err != nil {

@@ -230,6 +230,18 @@ func nsPID(t testing.TB, pid int) int {
 	return 0
 }
 
+// checkInCgroups checks that the restored pid runs in node's cgroups of
+// workload id, in every hierarchy Baton uses.
+func checkInCgroups(t testing.TB, pid int, node, id string) {
+	t.Helper()
+	for _, ctrl := range []string{"memory", "cpu", "pids", "freezer"} {
+		want := "/baton/" + node + "/" + id
+		if got := cgroupOf(t, pid, ctrl); got != want {
+			t.Errorf("restored pid %d is in %s:%s, want %s", pid, ctrl, got, want)
+		}
+	}
+}
+
 // cgroupOf returns pid's path in hierarchy ctrl.
 func cgroupOf(t testing.TB, pid int, ctrl string) string {
 	t.Helper()

@@ -143,13 +143,15 @@ func (c *Client) LazyDump(ctx context.Context, o DumpOpts) (*LazyDumpRun, error)
 		return nil, fmt.Errorf("criu lazy dump of pid %d: %w", o.PID, err)
 	}
 	opts := &rpc.CriuOpts{
-		ImagesDirFd:   proto.Int32(int32(dir.Fd())),
-		Pid:           proto.Int32(int32(o.PID)),
-		LogLevel:      proto.Int32(int32(c.logLevel)),
-		LogFile:       proto.String(DumpLog),
-		ShellJob:      proto.Bool(o.ShellJob),
-		ManageCgroups: proto.Bool(true),
-		LazyPages:     proto.Bool(true),
+		ImagesDirFd: proto.Int32(int32(dir.Fd())),
+		Pid:         proto.Int32(int32(o.PID)),
+		LogLevel:    proto.Int32(int32(c.logLevel)),
+		LogFile:     proto.String(DumpLog),
+		ShellJob:    proto.Bool(o.ShellJob),
+		// No cgroup layout in the images (see ignoreCgroups).
+		ManageCgroups:     proto.Bool(false),
+		ManageCgroupsMode: rpc.CriuCgMode_IGNORE.Enum(),
+		LazyPages:         proto.Bool(true),
 		// Whatever happens to the transfer, the source is not killed (the
 		// default) but left stopped: only Baton decides its fate.
 		LeaveStopped: proto.Bool(true),

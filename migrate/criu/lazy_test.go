@@ -125,6 +125,7 @@ func TestPostCopyThereAndBack(t *testing.T) {
 		}
 		t.Logf("%s → %s: pid %d → %d, frozen %s (restore %s), %d KiB of pages lazily, %d B of other images",
 			from.name, to.name, pid, m.restore.PID, m.frozen.Round(time.Millisecond), m.restore.Duration.Round(time.Millisecond), bytes>>10, m.imageBytes)
+		checkInCgroups(t, m.restore.PID, to.name, id)
 		waitFor(t, 10*time.Second, "the restored counter to go on", func() bool { return last(counts(t, wd)) >= atCommit+3 })
 		checkConsecutive(t, counts(t, wd))
 		// As the agents do: the images go once the migration is over.
