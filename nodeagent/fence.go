@@ -42,6 +42,9 @@ type fenceState struct {
 	// it did not. orderEpoch is that leader's epoch.
 	order      string
 	orderEpoch uint64
+	// interval is how often the leader said, in its last beacon, that it
+	// sends them.
+	interval time.Duration
 }
 
 // beacon records a beacon. A beacon without quorum fences at once only if
@@ -50,6 +53,7 @@ type fenceState struct {
 // a handover would stop every group of a healthy cluster. Such a leader is
 // covered by the silence rule (no quorate word for SelfFenceAfter).
 func (s *fenceState) beacon(b wire.Beacon, now time.Time) {
+	s.interval = time.Duration(b.IntervalMS) * time.Millisecond
 	switch {
 	case b.Quorate:
 		s.quorate(b.Epoch, now)
@@ -72,6 +76,26 @@ func (s *fenceState) groupStart(epoch uint64, now time.Time) {
 	if epoch > s.orderEpoch {
 		s.order = ""
 	}
+}
+
+// liftWaitBeacons is how many beacon intervals a group start that an order
+// holds back waits for a quorate beacon: a busy leader's beacons come late.
+const liftWaitBeacons = 4
+
+// liftWait is how long a group start, just recorded, that an order of its
+// own leader holds back should wait for a quorate beacon before it is
+// refused; 0 if no order holds it back. The leader starts groups only
+// while quorate, but whether its order (a beacon without quorum, the
+// self-fence command) was sent before or after the start only a quorate
+// beacon tells, the two travel apart. A leader that has just regained
+// quorum starts groups at once and lifts its order with its next beacon:
+// refused, those starts would fail their resources there, each counted
+// against the node's failure threshold.
+func liftWait(s fenceState) time.Duration {
+	if s.order == "" {
+		return 0
+	}
+	return liftWaitBeacons * s.interval
 }
 
 func (s *fenceState) quorate(epoch uint64, now time.Time) {

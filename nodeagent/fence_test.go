@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -75,4 +76,114 @@ func TestFenceVerdict(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestLiftWait(t *testing.T) {
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	quorate := wire.Beacon{Leader: "s1", Epoch: 4, Quorate: true, IntervalMS: 250}
+	minority := wire.Beacon{Leader: "s1", Epoch: 4, Quorate: false, IntervalMS: 250}
+	tests := []struct {
+		name    string
+		beacons []wire.Beacon
+		order   bool // then a self-fence command of epoch 4
+		want    time.Duration
+	}{
+		{"not fenced", []wire.Beacon{quorate}, false, 0},
+		{"held back by a beacon without quorum: four beacon intervals", []wire.Beacon{quorate, minority}, false, time.Second},
+		{"held back by the self-fence command", []wire.Beacon{quorate}, true, time.Second},
+		{"an order lifted by a quorate beacon", []wire.Beacon{quorate, minority, quorate}, false, 0},
+		{"fenced by silence only: the start itself lifts that", nil, false, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := fenceState{started: t0}
+			for _, b := range tc.beacons {
+				s.beacon(b, t0)
+			}
+			if tc.order {
+				s.command(4)
+			}
+			s.groupStart(4, t0.Add(time.Hour))
+			if got := liftWait(s); got != tc.want {
+				t.Errorf("liftWait = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestGroupStartWaitsForTheBeaconThatLiftsItsLeadersOrder: a leader that
+// regains quorum starts groups at once; its beacon saying so may come just
+// after the start. The start waits for it, and only for liftWait.
+func TestGroupStartWaitsForTheBeaconThatLiftsItsLeadersOrder(t *testing.T) {
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	quorate := wire.Beacon{V: wire.Version, Leader: "s1", Epoch: 4, Quorate: true, IntervalMS: 250}
+	minority := quorate
+	minority.Quorate = false
+	fencedFence := func(clock Clock) *selfFence {
+		f := newSelfFence(6 * time.Second)
+		f.state.started = clock.Now()
+		f.beacon(quorate, clock.Now())
+		f.beacon(minority, clock.Now())
+		if fenced, why := f.peek(clock.Now()); !fenced || !strings.Contains(why, "no quorum") {
+			t.Fatalf("set-up: fenced %v (%s), want fenced for no quorum", fenced, why)
+		}
+		return f
+	}
+	start := func(f *selfFence, clock Clock) <-chan struct{} {
+		done := make(chan struct{})
+		go func() { defer close(done); f.groupStart(context.Background(), clock, 4) }()
+		return done
+	}
+	returned := func(done <-chan struct{}) bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	}
+
+	t.Run("a quorate beacon after the start lets it through", func(t *testing.T) {
+		clock := NewManualClock(t0)
+		f := fencedFence(clock)
+		done := start(f, clock)
+		f.beacon(quorate, clock.Now())
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the start still waits after the quorate beacon")
+		}
+		if fenced, why := f.peek(clock.Now()); fenced {
+			t.Errorf("fenced after the quorate beacon: %s", why)
+		}
+	})
+
+	t.Run("without one it is refused after liftWait", func(t *testing.T) {
+		clock := NewManualClock(t0)
+		f := fencedFence(clock)
+		done := start(f, clock)
+		if returned(done) {
+			t.Fatal("the start did not wait for a beacon")
+		}
+		// Its ticker may not exist yet: advance the clock until it fired.
+		for deadline := time.Now().Add(10 * time.Second); !returned(done); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the start still waits after %v of its clock", clock.Now().Sub(t0))
+			}
+			clock.Advance(10 * time.Millisecond)
+		}
+		if waited := clock.Now().Sub(t0); waited < liftWaitBeacons*250*time.Millisecond {
+			t.Errorf("the start waited %v of its clock, want liftWait, 4 beacon intervals of 250ms", waited)
+		}
+		if fenced, _ := f.peek(clock.Now()); !fenced {
+			t.Error("not fenced after liftWait without a quorate beacon")
+		}
+	})
+
+	t.Run("no order, no wait", func(t *testing.T) {
+		clock := NewManualClock(t0)
+		f := newSelfFence(6 * time.Second)
+		f.state.started = clock.Now()
+		f.groupStart(context.Background(), clock, 4) // returns without the clock moving
+	})
 }

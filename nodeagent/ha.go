@@ -39,12 +39,48 @@ type selfFence struct {
 	mu     sync.Mutex
 	state  fenceState
 	fenced bool // the last verdict, as heartbeats report it
+	// heard is closed, and replaced, when a quorate beacon arrives: starts
+	// that an order holds back wait on it (see liftWait).
+	heard chan struct{}
 
 	wake chan struct{} // a beacon or an order came: evaluate now
 }
 
 func newSelfFence(after time.Duration) *selfFence {
-	return &selfFence{after: after, wake: make(chan struct{}, 1)}
+	return &selfFence{after: after, wake: make(chan struct{}, 1), heard: make(chan struct{})}
+}
+
+// beacon records a beacon (already checked against the epochGuard).
+func (f *selfFence) beacon(b wire.Beacon, now time.Time) {
+	f.mu.Lock()
+	f.state.beacon(b, now)
+	if b.Quorate {
+		close(f.heard)
+		f.heard = make(chan struct{})
+	}
+	f.mu.Unlock()
+	f.poke()
+}
+
+// groupStart records a start of a group resource of the leader of epoch
+// and, if an order of that leader holds it back, waits for a quorate beacon
+// for liftWait or until ctx ends. The caller then takes the verdict.
+func (f *selfFence) groupStart(ctx context.Context, clock Clock, epoch uint64) {
+	f.mu.Lock()
+	f.state.groupStart(epoch, clock.Now())
+	wait, heard := liftWait(f.state), f.heard
+	f.mu.Unlock()
+	f.poke()
+	if wait <= 0 {
+		return
+	}
+	t := clock.NewTicker(wait)
+	defer t.Stop()
+	select {
+	case <-heard:
+	case <-t.C():
+	case <-ctx.Done():
+	}
 }
 
 // verdict evaluates the fence at now and records the result.
@@ -120,10 +156,7 @@ func (a *Agent) onBeacon(m *nats.Msg) {
 		}
 		return
 	}
-	a.fence.mu.Lock()
-	a.fence.state.beacon(b, a.clock.Now())
-	a.fence.mu.Unlock()
-	a.fence.poke()
+	a.fence.beacon(b, a.clock.Now())
 }
 
 // fenceLoop evaluates the fence every fenceCheckInterval and on every
@@ -191,14 +224,11 @@ func (a *Agent) selfFenceOrdered(ctx context.Context, r *runner.Runner, epoch ui
 // (already admitted) unless the agent is self-fenced. The start itself ends
 // a silence (see fenceState.groupStart); what still refuses it is an order
 // of that leader (a beacon without quorum, the self-fence command) that no
-// quorate beacon has lifted.
+// quorate beacon has lifted within liftWait.
 func (a *Agent) startGroupResource(ctx context.Context, r *runner.Runner, spec wire.WorkloadSpec, epoch uint64) (wire.WorkloadStatus, error) {
+	a.fence.groupStart(ctx, a.clock, epoch)
 	a.fence.startMu.Lock()
 	defer a.fence.startMu.Unlock()
-	a.fence.mu.Lock()
-	a.fence.state.groupStart(epoch, a.clock.Now())
-	a.fence.mu.Unlock()
-	a.fence.poke()
 	if fenced, why := a.fence.peek(a.clock.Now()); fenced {
 		err := fmt.Errorf("%w: %s; group resources start again once a quorate leader beacon arrives (check the servers and this node's connection to NATS)", ErrSelfFenced, why)
 		return wire.WorkloadStatus{ID: spec.ID, Name: spec.Name, State: wire.StateFailed, Error: err.Error(),
