@@ -27,7 +27,13 @@ import (
 // built by TestMain; the fence drivers (baton-fence-*) are next to it.
 var batonBin string
 
+// runID marks this test binary's processes: every process it starts
+// inherits BATON_IT_RUN=runID, so that the leak check counts only this run's
+// when several runs share a machine.
+var runID = uniq()
+
 func TestMain(m *testing.M) {
+	os.Setenv("BATON_IT_RUN", runID)
 	batonBin = os.Getenv("BATON_BIN")
 	if batonBin == "" {
 		dir, err := os.MkdirTemp("", "baton-it-bin-")
@@ -54,7 +60,8 @@ func TestMain(m *testing.M) {
 }
 
 // leakCheck fails the run if any baton process or workload started by these
-// tests is still alive: every test must clean up what it started.
+// tests is still alive: every test must clean up what it started. Another
+// run's processes are not this run's leaks, and are left alone.
 func leakCheck(code int) int {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -85,7 +92,7 @@ func leakedProcesses() []string {
 		}
 		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 		node := environ(pid)["BATON_NODE"]
-		if exe == batonBin || strings.HasPrefix(node, "it") {
+		if exe == batonBin && environ(pid)["BATON_IT_RUN"] == runID || ourNode(node) {
 			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 			out = append(out, fmt.Sprintf("%d %s (node %q)", pid, strings.ReplaceAll(string(cmdline), "\x00", " "), node))
 		}
@@ -138,10 +145,24 @@ func freeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
+// uniqs holds every uniq() of this run; node names are "it"+uniq()+"-nN".
+var uniqs sync.Map
+
 func uniq() string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	u := hex.EncodeToString(b[:])
+	uniqs.Store(u, true)
+	return u
+}
+
+// ourNode says whether node is named after a uniq() of this run (a workload's
+// BATON_NODE: workloads do not inherit BATON_IT_RUN).
+func ourNode(node string) bool {
+	rest, ok := strings.CutPrefix(node, "it")
+	u, _, _ := strings.Cut(rest, "-")
+	_, mine := uniqs.Load(u)
+	return ok && mine
 }
 
 // proc is a baton process started by a test, in its own process group and
@@ -318,8 +339,16 @@ func (c *cluster) startAgent(name string) {
 }
 
 // killWorkloads kills every process left in this test's cgroups, so a failed
-// test never leaks workloads, then removes the test's cgroups.
+// test never leaks workloads, then removes the test's cgroups. The agents
+// die first (and the server): alive, they would start again a group
+// resource killed here, after the kill.
 func (c *cluster) killWorkloads() {
+	if c.server != nil {
+		c.server.kill()
+	}
+	for _, a := range c.agents {
+		a.kill()
+	}
 	dirs, _ := filepath.Glob("/sys/fs/cgroup/pids/baton/" + c.prefix + "-*/*/cgroup.procs")
 	for _, f := range dirs {
 		b, _ := os.ReadFile(f)
