@@ -121,6 +121,7 @@ func benchSize(b *testing.B, c *Client, name string, mib int) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		m.startRestoreProcess(b) // as the target agent does at prepare
 		if err := m.freezeAndDump(ctx, port); err != nil {
 			b.Fatal(err)
 		}

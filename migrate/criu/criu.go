@@ -230,6 +230,10 @@ type RestoreOpts struct {
 	// subreaper) when the restore ends; otherwise it is a child of the
 	// calling process (CRIU's restore-sibling), which must reap it.
 	Detach bool
+	// Process, if set, is the criu process to restore with, started
+	// ahead by StartRestore (its Cgroups and Log are used; the ones here
+	// are not). Without it Restore starts one.
+	Process *RestoreProcess
 	// ThawFreezer: a freezer cgroup dir to thaw once the restore is done,
 	// should it be frozen (a target's freezer left frozen by an earlier
 	// attempt).
@@ -269,32 +273,22 @@ func (c *Client) Restore(ctx context.Context, o RestoreOpts) (RestoreResult, err
 	if o.LazyPages {
 		opts.LazyPages = proto.Bool(true)
 	}
-	cr := c.criu()
-	if o.Log != nil {
+	p := o.Process
+	if p == nil {
+		if p, err = c.StartRestore(o); err != nil {
+			return RestoreResult{}, fmt.Errorf("criu restore from %s: %w", o.ImagesDir, err)
+		}
+	}
+	defer p.Close()
+	cr, err := p.take()
+	if err != nil {
+		return RestoreResult{}, fmt.Errorf("criu restore from %s: %w", o.ImagesDir, err)
+	}
+	if p.logFd >= 0 {
 		if o.LogKey == "" {
 			return RestoreResult{}, fmt.Errorf("criu restore from %s: RestoreOpts.Log needs LogKey, the log's path on the source", o.ImagesDir)
 		}
-		// inherit-fd names an fd of the swrk process: let it inherit the
-		// log at the same number (Go opens everything close-on-exec, and
-		// go-criu's swrk start takes no extra files). Between the two
-		// fcntl calls another fork of this process would inherit the fd
-		// too; that costs an open log fd in that child, nothing more.
-		fd := int(o.Log.Fd())
-		opts.InheritFd = append(opts.InheritFd, &rpc.InheritFd{Key: proto.String(strings.TrimPrefix(o.LogKey, "/")), Fd: proto.Int32(int32(fd))})
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
-			return RestoreResult{}, fmt.Errorf("criu restore: log fd: %w", err)
-		}
-		err := cr.Prepare()
-		unix.CloseOnExec(fd)
-		if err != nil {
-			return RestoreResult{}, fmt.Errorf("%w: %s: %v", ErrNotAvailable, c.path, err)
-		}
-	} else if err := cr.Prepare(); err != nil {
-		return RestoreResult{}, fmt.Errorf("%w: %s: %v", ErrNotAvailable, c.path, err)
-	}
-	defer cr.Cleanup()
-	if err := joinCgroups(cr, o.Cgroups); err != nil {
-		return RestoreResult{}, fmt.Errorf("criu restore from %s: %w", o.ImagesDir, err)
+		opts.InheritFd = append(opts.InheritFd, &rpc.InheritFd{Key: proto.String(strings.TrimPrefix(o.LogKey, "/")), Fd: proto.Int32(int32(p.logFd))})
 	}
 	// A restore can hang (a lazy restore whose daemon died was seen to
 	// wait forever after "Killing processes because of failure"): ctx
@@ -323,6 +317,73 @@ func (c *Client) Restore(ctx context.Context, o RestoreOpts) (RestoreResult, err
 		res.RestoreTime = time.Duration(st.GetRestoreTime()) * time.Microsecond
 	}
 	return res, nil
+}
+
+// RestoreProcess is the criu process of a later Restore, started ahead of
+// it: it already runs in the restore's cgroups and holds its log, so that
+// neither its start nor the cgroup attach falls into the frozen time (the
+// first attach after a quiet spell waits for an RCU grace period, 10-15 ms
+// on cgroup v1). Hand it to one Restore in RestoreOpts.Process; Close it if
+// no restore comes. Closing it after the restore is harmless.
+type RestoreProcess struct {
+	logFd int // the log's fd number in the criu process; -1 without one
+
+	mu    sync.Mutex
+	cr    *gocriu.Criu // nil once taken by a Restore or closed
+	taken bool
+}
+
+// StartRestore starts the criu process of a Restore with o.Cgroups and
+// o.Log (the other options are Restore's).
+func (c *Client) StartRestore(o RestoreOpts) (*RestoreProcess, error) {
+	cr := c.criu()
+	p := &RestoreProcess{logFd: -1, cr: cr}
+	if o.Log != nil {
+		// inherit-fd names an fd of the swrk process: let it inherit the
+		// log at the same number (Go opens everything close-on-exec, and
+		// go-criu's swrk start takes no extra files). Between the two
+		// fcntl calls another fork of this process would inherit the fd
+		// too; that costs an open log fd in that child, nothing more.
+		fd := int(o.Log.Fd())
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
+			return nil, fmt.Errorf("criu restore process: log fd: %w", err)
+		}
+		err := cr.Prepare()
+		unix.CloseOnExec(fd)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrNotAvailable, c.path, err)
+		}
+		p.logFd = fd
+	} else if err := cr.Prepare(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrNotAvailable, c.path, err)
+	}
+	if err := joinCgroups(cr, o.Cgroups); err != nil {
+		cr.Cleanup()
+		return nil, err
+	}
+	return p, nil
+}
+
+// take hands the process to its one restore.
+func (p *RestoreProcess) take() (*gocriu.Criu, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.taken || p.cr == nil {
+		return nil, errors.New("the prepared criu process was used or closed already")
+	}
+	p.taken = true
+	return p.cr, nil
+}
+
+// Close ends the criu process. It is idempotent.
+func (p *RestoreProcess) Close() {
+	p.mu.Lock()
+	cr := p.cr
+	p.cr = nil
+	p.mu.Unlock()
+	if cr != nil {
+		cr.Cleanup()
+	}
 }
 
 // ignoreCgroups: Baton's dumps and restores leave cgroups to Baton. CRIU

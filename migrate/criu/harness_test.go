@@ -274,6 +274,33 @@ type migration struct {
 	frozenAt   time.Time
 	frozen     time.Duration // freeze → restored
 	imageBytes int64
+	// restoreProc is the restore's criu process, started before the
+	// freeze as the agents do (startRestoreProcess).
+	restoreProc *RestoreProcess
+}
+
+// openTargetLog opens the workload's log on the target (creating its dir).
+func (m *migration) openTargetLog() (*os.File, error) {
+	p := m.to.r.LogPath(m.id)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+}
+
+// startRestoreProcess starts the restore's criu process in the target's
+// cgroups with the target's log, before the freeze, as the agents do.
+func (m *migration) startRestoreProcess(t testing.TB) {
+	t.Helper()
+	logf, err := m.openTargetLog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	if m.restoreProc, err = m.c.StartRestore(RestoreOpts{Cgroups: CgroupRoots(filepath.Join("baton", m.to.name, m.id)), Log: logf}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.restoreProc.Close)
 }
 
 // prepareTarget creates the target's cgroups (as its agent would, with the
@@ -293,6 +320,7 @@ func (m *migration) prepareTarget(t testing.TB) (stop func() error, port int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stop() })
+	m.startRestoreProcess(t)
 	return stop, port
 }
 
@@ -327,19 +355,17 @@ func (m *migration) transferAndRestore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(m.to.r.LogPath(m.id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	logf, err := m.openTargetLog()
 	if err != nil {
-		os.MkdirAll(filepath.Dir(m.to.r.LogPath(m.id)), 0o755)
-		if logf, err = os.OpenFile(m.to.r.LogPath(m.id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
-			return err
-		}
+		return err
 	}
 	defer logf.Close()
 	path := filepath.Join("baton", m.to.name, m.id)
 	m.restore, err = m.c.Restore(ctx, RestoreOpts{
 		ImagesDir: m.dstImages, Cgroups: CgroupRoots(path), Log: logf, LogKey: m.logKey,
-		Detach: true, ThawFreezer: NewFreezer(path).Dir,
+		Detach: true, ThawFreezer: NewFreezer(path).Dir, Process: m.restoreProc,
 	})
+	m.restoreProc = nil
 	m.frozen = time.Since(m.frozenAt)
 	return err
 }

@@ -40,6 +40,7 @@ func startLazyHop(t testing.TB, ctx context.Context, m *migration) *lazyHop {
 		t.Fatal(err)
 	}
 	m.dstImages = filepath.Join(m.to.dir, "migrate", m.id, "images")
+	m.startRestoreProcess(t)
 	m.freezer = NewFreezer(filepath.Join("baton", m.from.name, m.id))
 	if err := m.freezer.Create(); err != nil {
 		t.Fatal(err)
@@ -72,19 +73,17 @@ func startLazyHop(t testing.TB, ctx context.Context, m *migration) *lazyHop {
 	}
 	lap(&h.daemonTook)
 	t.Cleanup(h.daemon.Kill)
-	logf, err := os.OpenFile(m.to.r.LogPath(m.id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	logf, err := m.openTargetLog()
 	if err != nil {
-		os.MkdirAll(filepath.Dir(m.to.r.LogPath(m.id)), 0o755)
-		if logf, err = os.OpenFile(m.to.r.LogPath(m.id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		t.Fatal(err)
 	}
 	defer logf.Close()
 	path := filepath.Join("baton", m.to.name, m.id)
 	m.restore, err = m.c.Restore(ctx, RestoreOpts{
 		ImagesDir: m.dstImages, Cgroups: CgroupRoots(path), Log: logf, LogKey: m.logKey,
-		Detach: true, ThawFreezer: NewFreezer(path).Dir, LazyPages: true,
+		Detach: true, ThawFreezer: NewFreezer(path).Dir, LazyPages: true, Process: m.restoreProc,
 	})
+	m.restoreProc = nil
 	if err != nil {
 		t.Fatal(err)
 	}

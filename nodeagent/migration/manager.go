@@ -89,7 +89,11 @@ type mig struct {
 	op     sync.Mutex
 	rec    record
 	stopPS func() error // target: the page server, nil if none runs
-	cancel context.CancelFunc
+	// target: the restore's criu process, started at prepare so that its
+	// start and cgroup attach are not frozen time (in memory only: after
+	// an agent restart the restore starts its own).
+	restoreProc *criu.RestoreProcess
+	cancel      context.CancelFunc
 	// Post-copy, in memory only (an agent restart loses them; see New):
 	lazySrc LazySource // source: the dump serving the frozen source's pages
 	lazyDst LazyTarget // target: the lazy-pages daemon filling the copy's memory
@@ -101,6 +105,9 @@ type Checkpointer interface {
 	PageServer(ctx context.Context, imagesDir, addr string) (stop func() error, port int, err error)
 	Dump(ctx context.Context, o criu.DumpOpts) (criu.DumpResult, error)
 	Restore(ctx context.Context, o criu.RestoreOpts) (criu.RestoreResult, error)
+	// StartRestore starts the criu process of a later Restore ahead of
+	// time (nil, nil: none, Restore starts its own).
+	StartRestore(o criu.RestoreOpts) (*criu.RestoreProcess, error)
 	// Post-copy (see criu.Client.LazyDump and LazyPages).
 	LazyDump(ctx context.Context, o criu.DumpOpts) (LazySource, error)
 	LazyPages(ctx context.Context, imagesDir, pageServer string) (LazyTarget, error)
@@ -296,6 +303,7 @@ func (m *Manager) Close() {
 		if g.stopPS != nil {
 			g.stopPS()
 		}
+		g.closeRestoreProcess()
 	}
 }
 
@@ -552,6 +560,7 @@ func (m *Manager) prepare(ctx context.Context, mc *wire.MigrationCmd) (*wire.Mig
 	if err := m.save(g); err != nil {
 		return nil, err
 	}
+	m.startRestoreProcess(g, mc)
 	if g.rec.postCopy() {
 		// The pages stay on the source, which serves them after the
 		// restore: no page server here.
@@ -569,6 +578,37 @@ func (m *Manager) prepare(ctx context.Context, mc *wire.MigrationCmd) (*wire.Mig
 	}
 	m.log.Info("migration prepared", "migration", mc.ID, "workload", mc.Workload.ID, "page_server", g.rec.Page)
 	return &wire.MigrationReply{PageServer: g.rec.Page, HostID: m.cfg.Features.HostID}, nil
+}
+
+// startRestoreProcess starts the restore's criu process now, in the
+// workload's cgroups here and with its log, so that the restore, which comes
+// while the source is frozen, needs neither. Without it the restore starts
+// its own: a failure here only costs that time.
+func (m *Manager) startRestoreProcess(g *mig, mc *wire.MigrationCmd) {
+	if g.restoreProc != nil {
+		return
+	}
+	r := m.cfg.Runner
+	logf, err := os.OpenFile(r.LogPath(mc.Workload.ID), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		m.log.Warn("starting the restore's criu process ahead", "migration", mc.ID, "err", err)
+		return
+	}
+	defer logf.Close() // the criu process has its own copy
+	p, err := m.cfg.CRIU.StartRestore(criu.RestoreOpts{Cgroups: criu.CgroupRoots(r.CgroupPath(mc.Workload.ID)), Log: logf})
+	if err != nil {
+		m.log.Warn("starting the restore's criu process ahead", "migration", mc.ID, "err", err)
+		return
+	}
+	g.restoreProc = p
+}
+
+// closeRestoreProcess ends a restore's criu process that no restore took.
+func (g *mig) closeRestoreProcess() {
+	if g.restoreProc != nil {
+		g.restoreProc.Close()
+		g.restoreProc = nil
+	}
 }
 
 // dump (source): freeze the workload, dump it with its pages streamed to the
@@ -872,8 +912,9 @@ func (m *Manager) restore(ctx context.Context, mc *wire.MigrationCmd) (*wire.Mig
 	}
 	res, err := m.cfg.CRIU.Restore(rctx, criu.RestoreOpts{
 		ImagesDir: m.imagesDir(mc.ID), Cgroups: criu.CgroupRoots(path), Log: logf, LogKey: mc.SourceLog,
-		Detach: true, ThawFreezer: criu.NewFreezer(path).Dir, LazyPages: g.rec.postCopy(),
+		Detach: true, ThawFreezer: criu.NewFreezer(path).Dir, LazyPages: g.rec.postCopy(), Process: g.restoreProc,
 	})
+	g.restoreProc = nil // Restore took it (and ended it)
 	if stalled() {
 		err = fmt.Errorf("lazy restore: the lazy-pages daemon made no progress for %s (the source's page server cut off or hung); restore killed: %v", m.cfg.PageStall, err)
 	}
@@ -1057,6 +1098,7 @@ func (m *Manager) commit(ctx context.Context, mc *wire.MigrationCmd) (*wire.Migr
 			g.stopPS()
 			g.stopPS = nil
 		}
+		g.closeRestoreProcess()
 	}
 	if err := os.RemoveAll(m.imagesDir(mc.ID)); err != nil {
 		m.log.Warn("removing migration images", "migration", mc.ID, "err", err)
@@ -1111,6 +1153,7 @@ func (m *Manager) abort(ctx context.Context, mc *wire.MigrationCmd) (*wire.Migra
 			g.stopPS()
 			g.stopPS = nil
 		}
+		g.closeRestoreProcess()
 		stopOrphanPageServer(m.imagesDir(mc.ID))
 		// A restore killed in flight (an agent restart) leaves CRIU's
 		// cgroup yard mounted in the images dir.
