@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,18 +23,28 @@ func (c *cluster) processFenceConfig(nodes int) string {
 	for i := 1; i <= nodes; i++ {
 		names = append(names, c.node(i))
 	}
+	return writeProcessFenceConfig(c.t, c.dataDir, map[string]string{"host_list": strings.Join(names, ",")})
+}
+
+// writeProcessFenceConfig writes dir/fence.json: every node is fenced by
+// one process-driver device, "power", that kills the node's agent and its
+// cgroups' processes, with the extra driver params (host_list, delay, ...).
+// It returns the file's path.
+func writeProcessFenceConfig(t testing.TB, dir string, extra map[string]string) string {
+	t.Helper()
+	params := map[string]string{
+		"cgroup": "/sys/fs/cgroup/pids/baton/{node}",
+		"match":  `baton agent .*--name {node}( |$)`,
+	}
+	maps.Copy(params, extra)
 	cfg := map[string]any{
-		"devices": map[string]any{"power": map[string]any{"driver": "process", "params": map[string]string{
-			"host_list": strings.Join(names, ","),
-			"cgroup":    "/sys/fs/cgroup/pids/baton/{node}",
-			"match":     `baton agent .*--name {node}( |$)`,
-		}}},
+		"devices":        map[string]any{"power": map[string]any{"driver": "process", "params": params}},
 		"default_levels": []string{"power"},
 	}
 	b, _ := json.Marshal(cfg)
-	path := filepath.Join(c.dataDir, "fence.json")
+	path := filepath.Join(dir, "fence.json")
 	if err := os.WriteFile(path, b, 0o600); err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return path
 }
@@ -73,23 +84,21 @@ type group struct {
 }
 
 type event struct {
-	At     time.Time `json:"at"`
-	Kind   string    `json:"kind"`
-	Node   string    `json:"node"`
-	Group  string    `json:"group"`
-	Detail string    `json:"detail"`
+	At       time.Time `json:"at"`
+	Kind     string    `json:"kind"`
+	Node     string    `json:"node"`
+	Group    string    `json:"group"`
+	Resource string    `json:"resource"`
+	Detail   string    `json:"detail"`
 }
 
 func (c *cluster) waitGroup(name, state string, on func(string) bool, timeout time.Duration) group {
 	c.t.Helper()
 	var g group
 	c.eventually(timeout, fmt.Sprintf("group %s is %s", name, state), func() error {
-		r, err := c.get("/v1/groups/" + name)
-		if err != nil {
+		var err error
+		if g, err = c.groupNow(name); err != nil {
 			return err
-		}
-		if err := json.Unmarshal(r.Body, &g); err != nil {
-			return fmt.Errorf("%s: %s", err, r.Body)
 		}
 		if g.State != state || !on(g.Node) {
 			return fmt.Errorf("it is %s on %q (%s)", g.State, g.Node, g.Reason)
@@ -97,6 +106,19 @@ func (c *cluster) waitGroup(name, state string, on func(string) bool, timeout ti
 		return nil
 	})
 	return g
+}
+
+// groupNow returns the group called name from GET /v1/groups/NAME.
+func (c *cluster) groupNow(name string) (group, error) {
+	var g group
+	r, err := c.get("/v1/groups/" + name)
+	if err != nil {
+		return g, err
+	}
+	if err := json.Unmarshal(r.Body, &g); err != nil {
+		return g, fmt.Errorf("GET /v1/groups/%s: %w: %s", name, err, r.Body)
+	}
+	return g, nil
 }
 
 func (c *cluster) events() []event {
@@ -239,10 +261,19 @@ func checkFenceBeforeStart(t *testing.T, evs []event, dead, next string) {
 	})
 	started := slices.IndexFunc(evs, func(e event) bool { return e.Kind == "start" && e.Node == next })
 	if fenced < 0 || started < 0 || started < fenced {
-		var b strings.Builder
-		for _, e := range evs {
-			fmt.Fprintf(&b, "  %s %-10s %-20s %s\n", e.At.Format("15:04:05.000"), e.Kind, e.Node, e.Detail)
-		}
-		t.Fatalf("want %s fenced (confirmed off) before the start on %s; events:\n%s", dead, next, b.String())
+		t.Fatalf("want %s fenced (confirmed off) before the start on %s; events:\n%s", dead, next, listEvents(evs))
 	}
+}
+
+// listEvents lists events one a line, for failure messages and logs.
+func listEvents(evs []event) string {
+	var b strings.Builder
+	for _, e := range evs {
+		what := e.Group
+		if e.Resource != "" {
+			what += "/" + e.Resource
+		}
+		fmt.Fprintf(&b, "  %s %-10s %-20s %-12s %s\n", e.At.Format("15:04:05.000"), e.Kind, e.Node, what, e.Detail)
+	}
+	return b.String()
 }

@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -68,7 +70,7 @@ var labLinks struct {
 func requireNetns(t testing.TB) {
 	t.Helper()
 	requirePrivileged(t)
-	for _, tool := range []string{"ip", "nsenter", "iptables"} {
+	for _, tool := range []string{"ip", "nsenter", "iptables", "ss"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			if os.Getenv("BATON_REQUIRE_PRIVILEGED") == "1" {
 				t.Fatalf("network namespace tests need %s (make deps installs it): %v", tool, err)
@@ -197,6 +199,22 @@ func (l *netLab) heal(h *netHost) {
 		l.t.Fatalf("%s is not cut off", h.name)
 	}
 	h.cut = ""
+}
+
+// reboot gives h's network stack the clean slate a rebooted machine's has:
+// every socket in its namespace is destroyed (ss -K), with whatever unsent
+// data the kernel still held for processes that are gone, and its neighbour
+// cache is emptied. A fence that kills processes leaves those sockets
+// behind, and a cut-off host's kernel keeps retrying them: healed, it would
+// deliver what its dead agent sent during the partition. Call it once the
+// host's processes are dead; a cut host stays cut.
+func (l *netLab) reboot(h *netHost) {
+	l.t.Helper()
+	l.mustIn(h, "ss", "-K", "-a", "-n", "-t", "-u")
+	l.must("-n", h.ns, "neigh", "flush", "all")
+	if out, err := h.command("ss", "-H", "-a", "-n", "-t", "-u").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "" {
+		l.t.Fatalf("rebooting %s: sockets survive ss -K (needs CONFIG_INET_DIAG_DESTROY): %v\n%s", h.name, err, out)
+	}
 }
 
 // command returns a command that runs argv inside h's network namespace
@@ -366,8 +384,9 @@ func overlapsAny(p netip.Prefix, used []netip.Prefix) bool {
 
 // TestNetLabPartitionsAndCleansUp checks the lab itself: hosts reach the
 // bridge's address and nothing beyond their subnet, each cut stops exactly
-// the cut host's traffic and heal restores it, and nothing is left after the
-// test's cleanup.
+// the cut host's traffic and heal restores it, a reboot clears what a dead
+// process's connection still held, and nothing is left after the test's
+// cleanup.
 func TestNetLabPartitionsAndCleansUp(t *testing.T) {
 	requireNetns(t)
 	var lab *netLab
@@ -421,6 +440,39 @@ func TestNetLabPartitionsAndCleansUp(t *testing.T) {
 			if !reaches(h1) {
 				t.Errorf("%s does not reach the bridge after the %s cut healed", h1.name, how)
 			}
+		}
+		// A connection whose process died while its host was cut off
+		// lives on in the host's kernel, retrying its unsent data, until
+		// the host reboots.
+		writer := h1.command("bash", "-c", "exec 3<>/dev/tcp/"+strings.ReplaceAll(ln.Addr().String(), ":", "/")+" && echo connected && read -r _ && echo stale >&3")
+		stdin, err := writer.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdout, err := writer.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writer.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "connected\n" {
+			_ = writer.Process.Kill()
+			_ = writer.Wait()
+			t.Fatalf("%s did not connect to %s: %q, %v", h1.name, ln.Addr(), line, err)
+		}
+		lab.cut(h1, cutLink)
+		_, _ = io.WriteString(stdin, "\n")
+		if err := writer.Wait(); err != nil {
+			t.Fatalf("the writer in %s: %v", h1.name, err)
+		}
+		if out, err := h1.command("ss", "-H", "-a", "-n", "-t").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) == "" {
+			t.Errorf("after its writer died, %s's kernel has no socket left to retry (%v): %q; the reboot check below proves nothing", h1.name, err, out)
+		}
+		lab.reboot(h1) // fails the test if a socket survives
+		lab.heal(h1)
+		if !reaches(h1) {
+			t.Errorf("%s does not reach the bridge after its reboot", h1.name)
 		}
 		lab.cut(h2, cutDrop) // left cut: cleanup must cope
 		if n := len(lab.leftovers()); n != 5 {

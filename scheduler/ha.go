@@ -95,19 +95,22 @@ type groupRun struct {
 
 // haState is the adapter's state, guarded by Server.mu.
 type haState struct {
-	engine  *groups.Engine // nil unless leading
-	quorum  *quorum.Tracker
-	votes   map[string]int
-	status  quorum.Status
-	runs    map[string]groupRun // node/workload id → run
-	probing map[string]bool
-	events  []Event
+	engine *groups.Engine // nil unless leading
+	quorum *quorum.Tracker
+	votes  map[string]int
+	status quorum.Status
+	runs   map[string]groupRun // node/workload id → run
+	// starting holds the node/workload ids of group resources this server
+	// is starting (from the engine's decision to the agent's answer).
+	starting map[string]bool
+	probing  map[string]bool
+	events   []Event
 	// allSeenSaved: wait-for-all's latch has been persisted.
 	allSeenSaved bool
 }
 
 func newHAState() haState {
-	return haState{votes: map[string]int{}, runs: map[string]groupRun{}, probing: map[string]bool{}}
+	return haState{votes: map[string]int{}, runs: map[string]groupRun{}, starting: map[string]bool{}, probing: map[string]bool{}}
 }
 
 func (s *Server) stateStore() store.StateStore {
@@ -239,6 +242,11 @@ func (s *Server) handleLocked(ev groups.Event) []groups.Action {
 		return nil
 	}
 	acts := s.ha.engine.Handle(ev)
+	for _, a := range acts {
+		if a.Kind == groups.StartResource {
+			s.ha.starting[a.Node+"/"+groupWorkloadID(a.Group, a.Resource)] = true
+		}
+	}
 	if ev.Kind != groups.Tick || len(acts) > 0 {
 		s.afterBatchLocked(context.Background(), acts)
 	}
@@ -361,10 +369,16 @@ func (s *Server) groupReportsLocked(hb wire.Heartbeat) (acts []groups.Action, or
 			}
 			continue
 		}
+		key := hb.Node + "/" + r.ID
 		if g.Resources[i] == groups.ResStopping {
 			continue // it exits because it is being stopped; the stop's answer tells
 		}
-		key := hb.Node + "/" + r.ID
+		if g.Resources[i] == groups.ResStarting && s.ha.starting[key] {
+			// The start's answer tells; until then the node reports an
+			// earlier run (a dead record its agent re-adopted after a
+			// fence or a self-fence), which is no failure of this one.
+			continue
+		}
 		run, known := s.ha.runs[key]
 		if !known {
 			run = groupRun{startedAt: r.StartedAt}
@@ -438,8 +452,12 @@ func (s *Server) dispatch(acts []groups.Action) {
 
 // feed hands an outcome back to the engine if this server still leads with
 // the epoch the action was decided in, then carries out what follows.
-func (s *Server) feed(epoch uint64, ev groups.Event, logged Event) {
+// answered, if not nil, runs first under the same lock, whatever the epoch.
+func (s *Server) feed(epoch uint64, ev groups.Event, logged Event, answered func()) {
 	s.mu.Lock()
+	if answered != nil {
+		answered()
+	}
 	if !s.leader || s.epoch != epoch {
 		s.mu.Unlock()
 		return
@@ -455,6 +473,10 @@ func (s *Server) feed(epoch uint64, ev groups.Event, logged Event) {
 func (s *Server) carryOutGroupAction(epoch uint64, a groups.Action) {
 	ev := groups.Event{Node: a.Node, Group: a.Group, Resource: a.Resource, Level: a.Level}
 	logged := Event{Node: a.Node, Group: a.Group, Resource: a.Resource}
+	// answered, if set, records the answer to a start; it runs under the
+	// lock with the engine's handling of it, so that no report slips in
+	// between (see groupReportsLocked).
+	var answered func()
 	switch a.Kind {
 	case groups.StartResource:
 		spec, err := groupWorkloadSpec(a.Group, *a.Spec)
@@ -468,15 +490,18 @@ func (s *Server) carryOutGroupAction(epoch uint64, a groups.Action) {
 			err = fmt.Errorf("it is %s right after the start: %s", st.State, exitReason(st))
 		}
 		logged.Kind = "start"
+		key := a.Node + "/" + groupWorkloadID(a.Group, a.Resource)
 		if err != nil {
 			ev.Kind, ev.Reason = groups.ResourceFailed, "start failed: "+err.Error()
 			logged.Detail = ev.Reason
+			answered = func() { delete(s.ha.starting, key) }
 		} else {
 			ev.Kind = groups.ResourceStarted
 			logged.Detail = fmt.Sprintf("started (pid %d): %s", st.HostPID, a.Reason)
-			s.mu.Lock()
-			s.ha.runs[a.Node+"/"+spec.ID] = groupRun{startedAt: st.StartedAt}
-			s.mu.Unlock()
+			answered = func() {
+				delete(s.ha.starting, key)
+				s.ha.runs[key] = groupRun{startedAt: st.StartedAt}
+			}
 		}
 	case groups.StopResource:
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CommandTimeout)
@@ -526,7 +551,7 @@ func (s *Server) carryOutGroupAction(epoch uint64, a groups.Action) {
 	}
 	ev.At = s.cfg.Clock.Now()
 	logged.At = ev.At
-	s.feed(epoch, ev, logged)
+	s.feed(epoch, ev, logged, answered)
 }
 
 // stopOrphans stops group resources a node runs that the engine does not

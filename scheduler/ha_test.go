@@ -498,3 +498,46 @@ func TestDrainMovesGroupsOffWithoutFence(t *testing.T) {
 	}
 	h.waitGroup("db", "running", "n1", 2*time.Second)
 }
+
+// TestStartNotFailedByADeadRecordOfAnEarlierRun: a fenced node comes back
+// with the dead records of its group resources (its agent re-adopted them
+// from its state file). While the group's failback start there is in
+// flight, the node's reports of those records are about the fenced run, not
+// the one being started: they must not count as its failure.
+func TestStartNotFailedByADeadRecordOfAnEarlierRun(t *testing.T) {
+	h := newHAHarness(t, HAConfig{}, "n1", "n2", "n3")
+	req := dbGroup("n1", "n2")
+	req.Failback = "auto"
+	if _, err := h.srv.CreateGroup(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	h.waitGroup("db", "running", "n1", 2*time.Second)
+	first := h.agents.Running("n1")
+	h.kill("n1")
+	h.waitGroup("db", "running", "n2", 3*time.Second)
+	// n1 reboots; its agent re-adopts the records of the run the fence
+	// killed, and the failback's first start there is held in flight.
+	hold := make(chan struct{})
+	h.agents.mu.Lock()
+	h.agents.running["n1"] = map[string]wire.WorkloadStatus{}
+	for _, st := range first {
+		st.State, st.Error = wire.StateFailed, "killed by signal SIGKILL"
+		h.agents.running["n1"][st.ID] = st
+	}
+	h.agents.HoldStart = map[string]chan struct{}{"grp_db_ip": hold}
+	h.agents.mu.Unlock()
+	h.mu.Lock()
+	h.silent["n1"] = false
+	h.mu.Unlock()
+	h.prober.set("n1", true)
+	h.waitGroup("db", "starting", "n1", 3*time.Second)
+	h.step(2500 * time.Millisecond) // n1 reports its dead records twice meanwhile
+	close(hold)
+	g := h.waitGroup("db", "running", "n1", 3*time.Second)
+	if g.Failures["n1"] != 0 {
+		t.Errorf("the dead records of the fenced run counted %d failures of the new run on n1 (%s); events: %v", g.Failures["n1"], g.Reason, h.srv.Events(time.Time{}))
+	}
+	if got := h.agents.Running("n1"); len(got) != 2 || slices.ContainsFunc(got, func(st wire.WorkloadStatus) bool { return st.State != wire.StateRunning }) {
+		t.Errorf("n1 runs %+v, want both resources running again", got)
+	}
+}

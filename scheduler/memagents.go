@@ -27,6 +27,10 @@ type MemoryAgents struct {
 	// HoldPrepare, when set, makes prepare wait until it is closed, so a
 	// test can look at a migration in flight.
 	HoldPrepare chan struct{}
+	// HoldStart, when set (under no concurrent Start), makes a start of a
+	// workload id it lists wait until that channel is closed, so a test can
+	// look at a start in flight.
+	HoldStart map[string]chan struct{}
 }
 
 // NewMemoryAgents returns agents that run nothing yet.
@@ -34,8 +38,15 @@ func NewMemoryAgents() *MemoryAgents {
 	return &MemoryAgents{nextPID: 1000, running: map[string]map[string]wire.WorkloadStatus{}}
 }
 
-// Start implements AgentClient; idempotent by id like a real agent.
+// Start implements AgentClient; idempotent by id like a real agent, except
+// that a group resource whose run ended gets a new run (as the runner does).
 func (m *MemoryAgents) Start(_ context.Context, node string, spec wire.WorkloadSpec) (wire.WorkloadStatus, error) {
+	m.mu.Lock()
+	hold := m.HoldStart[spec.ID]
+	m.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.Log = append(m.Log, "start "+node+" "+spec.ID)
@@ -45,7 +56,7 @@ func (m *MemoryAgents) Start(_ context.Context, node string, spec wire.WorkloadS
 	if m.running[node] == nil {
 		m.running[node] = map[string]wire.WorkloadStatus{}
 	}
-	if st, ok := m.running[node][spec.ID]; ok {
+	if st, ok := m.running[node][spec.ID]; ok && (spec.Group == nil || !exited(st.State)) {
 		return st, nil
 	}
 	m.nextPID++

@@ -340,7 +340,7 @@ func TestCheckReportsBadParams(t *testing.T) {
 	}
 	for _, want := range []string{
 		`fence device "ipmi-n1" (driver ipmi): fence: invalid configuration: params lack ip, username`,
-		`fence device "procs" (driver process): check the device's params (the driver takes host_list, pidfile, cgroup, match, kill_timeout)`,
+		`fence device "procs" (driver process): check the device's params (the driver takes host_list, pidfile, cgroup, match, kill_timeout, delay)`,
 		`unknown parameter "signal"`,
 	} {
 		if !strings.Contains(err.Error(), want) {

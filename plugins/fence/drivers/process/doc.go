@@ -9,4 +9,12 @@
 // never signals PID 1, itself or its parent, ignores zombies, and ignores a
 // pid file whose process started after the file was written (a reused pid).
 // It cannot power a node on: On and Reboot answer fence.ErrUnsupported.
+//
+// The delay parameter (whole seconds, default 0) makes Off wait before it
+// kills anything, like the standard delay option of the ClusterLabs fence
+// agents ("wait X seconds before fencing is started"): it stands in for a
+// real device that takes seconds to power a node off (a BMC), or staggers
+// the fences of a pair of nodes. Status and List are not delayed; the delay
+// counts against the caller's deadline (baton server gives a fence attempt
+// 60 s), and a call that ends during it kills nothing.
 package process

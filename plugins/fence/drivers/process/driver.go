@@ -24,7 +24,12 @@ const (
 	ParamCgroup      = "cgroup"       // e.g. /sys/fs/cgroup/pids/baton/{node}
 	ParamMatch       = "match"        // regexp over "argv0 argv1 ...", e.g. baton agent --name {node}( |$)
 	ParamKillTimeout = "kill_timeout" // seconds Off waits for the processes to go
+	ParamDelay       = "delay"        // seconds Off waits before it kills anything
 )
+
+// maxDelay bounds the delay parameter (seconds). The delay counts against
+// the fence caller's timeout: baton server gives a fence attempt 60 s.
+const maxDelay = 600
 
 const placeholder = "{node}"
 
@@ -41,6 +46,7 @@ type config struct {
 	cgroup      string
 	match       string
 	killTimeout time.Duration
+	delay       time.Duration
 }
 
 var _ fence.Driver = (*Driver)(nil)
@@ -54,6 +60,7 @@ var parameters = []fence.Parameter{
 	{Name: ParamCgroup, Description: "Cgroup directory holding the node's processes (searched recursively); {node} is replaced"},
 	{Name: ParamMatch, Description: "Regular expression over a process's command line (arguments joined by spaces); {node} is replaced by the quoted node name"},
 	{Name: ParamKillTimeout, Description: "Seconds Off waits for the processes to be gone", Default: "10"},
+	{Name: ParamDelay, Description: "Seconds Off waits before it kills anything, like the ClusterLabs agents' delay (a slow device, or one node of a pair fencing later); it counts against the caller's fence timeout", Default: "0"},
 }
 
 // Configure checks and stores the parameters; at least one of pidfile,
@@ -119,6 +126,13 @@ func (d *Driver) Configure(ctx context.Context, p map[string]string) error {
 		}
 		cfg.killTimeout = time.Duration(n) * time.Second
 	}
+	if v := p[ParamDelay]; v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > maxDelay {
+			return fmt.Errorf("process: %s=%q: %w: want whole seconds, 0 to %d (e.g. delay=5)", ParamDelay, v, fence.ErrInvalidConfig, maxDelay)
+		}
+		cfg.delay = time.Duration(n) * time.Second
+	}
 	d.mu.Lock()
 	d.cfg = cfg
 	d.mu.Unlock()
@@ -170,12 +184,17 @@ func (d *Driver) Status(ctx context.Context, target string) (fence.PowerState, e
 	return fence.PowerOff, nil
 }
 
-// Off SIGKILLs the node's processes until none is left (processes forked
-// meanwhile are found on the next pass), within kill_timeout and ctx.
+// Off waits the configured delay, then SIGKILLs the node's processes until
+// none is left (processes forked meanwhile are found on the next pass),
+// within kill_timeout (counted after the delay) and ctx. Nothing is killed
+// when ctx ends during the delay.
 func (d *Driver) Off(ctx context.Context, target string) error {
 	cfg, err := d.resolve(ctx, target)
 	if err != nil {
 		return err
+	}
+	if err := pause(ctx, cfg.delay); err != nil {
+		return fmt.Errorf("process: node %q: %w during the %v delay before fencing; nothing was killed", target, err, cfg.delay)
 	}
 	deadline := time.Now().Add(cfg.killTimeout)
 	wait := 5 * time.Millisecond
@@ -195,16 +214,27 @@ func (d *Driver) Off(ctx context.Context, target string) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("process: node %q: %w: processes %v still alive after %v", target, fence.ErrTimeout, pids, cfg.killTimeout)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("process: node %q: %w", target, ctx.Err())
-		case <-t.C:
+		if err := pause(ctx, wait); err != nil {
+			return fmt.Errorf("process: node %q: %w", target, err)
 		}
 		if wait < 200*time.Millisecond {
 			wait *= 2
 		}
+	}
+}
+
+// pause waits for d (none if d ≤ 0), or returns ctx's error once it ends.
+func pause(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -212,5 +213,85 @@ func TestConfigureErrors(t *testing.T) {
 				t.Errorf("Configure(%v) = %v, want ErrInvalidConfig", tt.p, err)
 			}
 		})
+	}
+}
+
+func TestConfigureDelay(t *testing.T) {
+	tests := []struct {
+		delay string
+		ok    bool
+	}{
+		{"", true}, {"0", true}, {"5", true}, {"600", true},
+		{"-1", false}, {"601", false}, {"1.5", false}, {"5s", false}, {"five", false}, {" 5", false},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Quote(tt.delay), func(t *testing.T) {
+			err := process.New().Configure(context.Background(), map[string]string{"host_list": "n1", "match": "x{node}", "delay": tt.delay})
+			if tt.ok {
+				if err != nil {
+					t.Errorf("delay=%q: %v, want it accepted", tt.delay, err)
+				}
+				return
+			}
+			if !errors.Is(err, fence.ErrInvalidConfig) {
+				t.Fatalf("delay=%q: %v, want ErrInvalidConfig", tt.delay, err)
+			}
+			if msg := err.Error(); !strings.Contains(msg, `delay="`+tt.delay+`"`) || !strings.Contains(msg, "whole seconds, 0 to 600") {
+				t.Errorf("delay=%q: the error %q does not say which value is wrong and what to give", tt.delay, msg)
+			}
+		})
+	}
+}
+
+// delayedNode returns a driver configured with delay (seconds) for node1,
+// and node1's processes, started.
+func delayedNode(t *testing.T, delay string) (fence.Driver, []int) {
+	t.Helper()
+	w := newWorld(t, os.Geteuid() == 0)
+	p := w.params("node1")
+	p["delay"] = delay
+	return configured(t, process.New(), p), w.startNode(t, "node1")
+}
+
+// Off kills nothing before the delay has passed: a call that ends during it
+// fails and leaves every process alive, while Status answers at once.
+func TestOffKillsNothingDuringTheDelay(t *testing.T) {
+	d, pids := delayedNode(t, "30")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := d.Off(ctx, "node1")
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "delay") {
+		t.Fatalf("Off with a 30 s delay and a 300 ms deadline = %v, want the deadline exceeded during the delay", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("Off took %v to notice its deadline", took)
+	}
+	for _, pid := range pids {
+		if !fencetest.Alive(pid) {
+			t.Errorf("process %d was killed although the call ended during the delay", pid)
+		}
+	}
+	if st, err := d.Status(context.Background(), "node1"); err != nil || st != fence.PowerOn {
+		t.Errorf("Status during the delay = %v, %v; want on", st, err)
+	}
+}
+
+// Off waits the delay, then kills the node.
+func TestOffWaitsTheDelayThenKills(t *testing.T) {
+	d, pids := delayedNode(t, "1")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := d.Off(ctx, "node1"); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < time.Second {
+		t.Errorf("Off returned after %v, before its 1 s delay", took)
+	}
+	for _, pid := range pids {
+		if fencetest.Alive(pid) {
+			t.Errorf("process %d alive after Off", pid)
+		}
 	}
 }
