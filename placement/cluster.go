@@ -92,7 +92,8 @@ func (c *Cluster) Node(name string) (Node, bool) {
 
 // Update replaces the node of the same name, for example after a heartbeat
 // or when a workload is placed on it or leaves it. It costs a few map
-// operations per label and workload of the old and new node.
+// operations per label and workload of the old and new node, and for each
+// one the node no longer has, a look at its set (a word per 64 nodes).
 func (c *Cluster) Update(n Node) error {
 	i, ok := c.byName[n.Name]
 	if !ok {
@@ -104,16 +105,34 @@ func (c *Cluster) Update(n Node) error {
 			delete(c.notReady, stateName(old.State))
 		}
 	}
-	for k, v := range old.Labels {
+	oldLabels, oldRuns := old.Labels, old.Workloads
+	for k, v := range oldLabels {
 		c.labels[label{k, v}].clear(i)
 	}
-	for _, w := range old.Workloads {
+	for _, w := range oldRuns {
 		c.runs[w].clear(i)
 	}
 	n.Labels, n.Workloads = maps.Clone(n.Labels), slices.Clone(n.Workloads)
 	c.nodes[i] = n
 	c.add(i)
+	// A label or workload name no node has any more loses its set, so that
+	// a Cluster kept for a server's lifetime does not hold one set per
+	// workload name ever run. A set the node is still in is kept without
+	// a look at the others.
+	for k, v := range oldLabels {
+		dropIfEmpty(c.labels, label{k, v}, i)
+	}
+	for _, w := range oldRuns {
+		dropIfEmpty(c.runs, w, i)
+	}
 	return nil
+}
+
+// dropIfEmpty deletes key's set if it is empty; node i was just updated.
+func dropIfEmpty[K comparable](sets map[K]bitset, key K, i int) {
+	if s, ok := sets[key]; ok && !s.has(i) && s.empty() {
+		delete(sets, key)
+	}
 }
 
 // add indexes node i.
@@ -264,8 +283,18 @@ type bitset []uint64
 
 func newBitset(n int) bitset { return make(bitset, (n+63)/64) }
 
-func (s bitset) set(i int)   { s[i/64] |= 1 << (i % 64) }
-func (s bitset) clear(i int) { s[i/64] &^= 1 << (i % 64) }
+func (s bitset) set(i int)      { s[i/64] |= 1 << (i % 64) }
+func (s bitset) clear(i int)    { s[i/64] &^= 1 << (i % 64) }
+func (s bitset) has(i int) bool { return s[i/64]&(1<<(i%64)) != 0 }
+
+func (s bitset) empty() bool {
+	for _, w := range s {
+		if w != 0 {
+			return false
+		}
+	}
+	return true
+}
 
 // or adds t to s; t may be nil (empty).
 func (s bitset) or(t bitset) {

@@ -64,6 +64,36 @@ func TestClusterUpdate(t *testing.T) {
 	}
 }
 
+// TestClusterForgetsEmptySets updates a node through many workload names
+// and label values, as a long-lived server's Cluster sees them come and go:
+// the Cluster keeps sets only for the names and labels some node has now.
+func TestClusterForgetsEmptySets(t *testing.T) {
+	nodes := []Node{mk("a", 1000, 1000), mk("b", 1000, 1000)}
+	nodes[1].Workloads, nodes[1].Labels = []string{"db"}, map[string]string{"zone": "z1"}
+	c, err := NewCluster(nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		n := mk("a", 1000, 1000)
+		id := strconv.Itoa(i)
+		n.Workloads, n.Labels = []string{"db", "job-" + id}, map[string]string{"zone": "z1", "boot": id}
+		if err := c.Update(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// b's and a's current sets, nothing of a's earlier ones.
+	if len(c.runs) != 2 || len(c.labels) != 2 {
+		t.Errorf("after 1,000 updates the Cluster holds %d workload sets and %d label sets, want 2 and 2", len(c.runs), len(c.labels))
+	}
+	for w, want := range map[string]string{"db": "", "job-999": "b", "job-998": "a"} {
+		d, _ := c.Place(Request{Workload: "x", Constraints: Constraints{AntiAffinity: []string{w}}})
+		if d.Node != want {
+			t.Errorf("anti-affinity with %s placed on %q, want %q", w, d.Node, want)
+		}
+	}
+}
+
 func TestClusterErrors(t *testing.T) {
 	if _, err := NewCluster([]Node{mk("a", 1, 1), mk("b", 1, 1), mk("a", 2, 2)}); !errors.Is(err, ErrDuplicateNode) ||
 		err.Error() != `node "a": duplicate node name: give every node its own name` {

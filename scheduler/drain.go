@@ -41,6 +41,7 @@ func (s *Server) DrainNode(ctx context.Context, name string) (NodeView, error) {
 		}
 		rb.drained[name] = now
 		rb.empty[name] = false
+		s.placeDirtyLocked(name)
 		n := len(s.liveOnLocked(name))
 		s.eventLocked(RebalanceEvent{Kind: EventDrain, Node: name,
 			Reason: fmt.Sprintf("drain asked for: no new workload goes to %s; its %d workloads move off", name, n)})
@@ -76,6 +77,7 @@ func (s *Server) UndrainNode(ctx context.Context, name string) (NodeView, error)
 		}
 		delete(rb.drained, name)
 		delete(rb.empty, name)
+		s.placeDirtyLocked(name)
 		for id := range s.byNode[name] {
 			delete(rb.drainFailures, id)
 		}
@@ -108,6 +110,7 @@ func (s *Server) loadNodeRecords(ctx context.Context) error {
 			rb.drained[n.Name] = n.DrainedAt
 		}
 	}
+	s.placeResetLocked()
 	return nil
 }
 

@@ -260,6 +260,7 @@ func (s *Server) transitionsLocked(ts []membership.Transition) []groups.Action {
 		return nil
 	}
 	for _, t := range ts {
+		s.placeDirtyLocked(t.Node)
 		s.logEventLocked(Event{At: t.At, Kind: "node", Node: t.Node, Detail: t.String()})
 		if s.ha.quorum != nil {
 			s.knowNodeLocked(t.Node)
@@ -334,7 +335,7 @@ func (s *Server) placeGroupLocked(g groups.Group, eligible []string) string {
 			need.MemoryMB += p.Resources.MemoryMB
 		}
 	}
-	dec, err := placement.Place(s.placementNodesLocked(), placement.Request{
+	dec, err := s.placementLocked().Place(placement.Request{
 		Workload: g.Name, Resources: need, Strategy: placement.Spread,
 		Constraints: placement.Constraints{Nodes: eligible},
 	})

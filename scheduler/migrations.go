@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/migrate"
-	"github.com/batonhq/baton/placement"
 	"github.com/batonhq/baton/scheduler/store"
 	"github.com/batonhq/baton/wire"
 )
@@ -155,7 +154,7 @@ func (s *Server) StartMigration(ctx context.Context, idOrName string, req Migrat
 	pr := preq.placementRequest(s.cfg.DefaultStrategy)
 	// The workload itself must not count against anti-affinity with its own name.
 	pr.Constraints.AntiAffinity = slices.DeleteFunc(slices.Clone(pr.Constraints.AntiAffinity), func(n string) bool { return n == w.Name })
-	dec, err := placement.Place(s.placementNodesLocked(), pr)
+	dec, err := s.placementLocked().Place(pr)
 	if err != nil {
 		return MigrationView{}, fmt.Errorf("migrating workload %q: %w", w.Name, err)
 	}

@@ -107,7 +107,9 @@ type Server struct {
 	reports    map[string]nodeReport
 	workloads  map[string]store.Workload
 	byNode     map[string]map[string]bool // node → ids of the workloads placed there
+	byTarget   map[string]map[string]bool // node → ids of the workloads migrating to it
 	inflight   map[string]bool            // workload ids with a reconcile command under way
+	place      placeCache                 // placement's view, kept up to date (placecache.go)
 
 	migrations     map[string]*migrationRun
 	migrationOrder []string // migration ids, oldest first
@@ -138,7 +140,9 @@ func New(cfg Config) *Server {
 		reports:   map[string]nodeReport{},
 		workloads: map[string]store.Workload{},
 		byNode:    map[string]map[string]bool{},
+		byTarget:  map[string]map[string]bool{},
 		inflight:  map[string]bool{},
+		place:     placeCache{dirty: map[string]bool{}},
 
 		migrations: map[string]*migrationRun{},
 		ha:         newHAState(),
@@ -160,7 +164,8 @@ func (s *Server) Load(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.workloads, s.byNode = map[string]store.Workload{}, map[string]map[string]bool{}
+	s.workloads, s.byNode, s.byTarget = map[string]store.Workload{}, map[string]map[string]bool{}, map[string]map[string]bool{}
+	s.placeResetLocked()
 	for _, w := range list {
 		s.cacheLocked(w)
 	}
@@ -253,6 +258,7 @@ func (s *Server) HandleHeartbeat(ctx context.Context, hb wire.Heartbeat) {
 		groupActs = s.transitionsLocked(s.members.Heartbeat(hb.Node, time.Duration(hb.IntervalMS)*time.Millisecond, now))
 	}
 	s.reports[hb.Node] = nodeReport{hb: hb}
+	s.placeReportLocked(hb.Node)
 	s.observeHeatLocked(hb)
 	if !s.leader {
 		s.mu.Unlock()
@@ -422,23 +428,42 @@ func (s *Server) purgeLocked(ctx context.Context, id string) {
 	s.log.Info("workload deleted", "workload", id)
 }
 
-// cacheLocked stores w in the cache and the per-node index.
+// cacheLocked stores w in the cache and the per-node indexes, and marks
+// the nodes where what it holds may have changed.
 func (s *Server) cacheLocked(w store.Workload) {
-	if old, ok := s.workloads[w.ID]; ok && old.Node != w.Node {
-		delete(s.byNode[old.Node], w.ID)
+	old, ok := s.workloads[w.ID]
+	if ok {
+		s.unindexLocked(old)
 	}
 	s.workloads[w.ID] = w
-	if s.byNode[w.Node] == nil {
-		s.byNode[w.Node] = map[string]bool{}
+	addToIndex(s.byNode, w.Node, w.ID)
+	if w.MigrationTarget != "" {
+		addToIndex(s.byTarget, w.MigrationTarget, w.ID)
 	}
-	s.byNode[w.Node][w.ID] = true
+	s.placeDirtyLocked(old.Node, old.MigrationTarget, w.Node, w.MigrationTarget)
 }
 
 func (s *Server) uncacheLocked(id string) {
 	if old, ok := s.workloads[id]; ok {
-		delete(s.byNode[old.Node], id)
+		s.unindexLocked(old)
+		s.placeDirtyLocked(old.Node, old.MigrationTarget)
 	}
 	delete(s.workloads, id)
+}
+
+// unindexLocked removes w from the per-node indexes.
+func (s *Server) unindexLocked(w store.Workload) {
+	delete(s.byNode[w.Node], w.ID)
+	if w.MigrationTarget != "" {
+		delete(s.byTarget[w.MigrationTarget], w.ID)
+	}
+}
+
+func addToIndex(index map[string]map[string]bool, node, id string) {
+	if index[node] == nil {
+		index[node] = map[string]bool{}
+	}
+	index[node][id] = true
 }
 
 // relevantLocked returns the records reconcile needs for one heartbeat: the
@@ -457,50 +482,51 @@ func (s *Server) relevantLocked(hb wire.Heartbeat) map[string]store.Workload {
 	return out
 }
 
-// placementNodesLocked builds placement's view of every known node.
+// placementNodesLocked builds placement's view of every known node from
+// scratch. Decisions use the Cluster placementLocked keeps equal to it;
+// this is its reference (and what it is built from).
 func (s *Server) placementNodesLocked() []placement.Node {
 	reserved, names := s.reservationsLocked()
 	out := make([]placement.Node, 0, len(s.reports))
 	for _, m := range s.members.List() {
-		hb := s.reports[m.Name].hb
-		out = append(out, placement.Node{
-			Name:      m.Name,
-			Ready:     m.State == membership.Running && !s.drainedLocked(m.Name),
-			State:     cmp.Or(s.drainStateLocked(m.Name, 1), string(m.State)),
-			Labels:    hb.Labels,
-			Capacity:  placement.Resources{CPUMillis: hb.Capacity.CPUMillis, MemoryMB: hb.Capacity.MemoryMB},
-			Headroom:  placement.Resources{CPUMillis: hb.Headroom.CPUMillis, MemoryMB: hb.Headroom.MemoryMB},
-			Reserved:  reserved[m.Name],
-			Workloads: names[m.Name],
-		})
+		out = append(out, s.placementNodeLocked(m, reserved[m.Name], names[m.Name]))
 	}
 	return out
 }
 
-// reservationsLocked sums the requests of the live workloads on each node.
+// reservationsLocked sums the requests of the live workloads on each node,
+// in one pass over every workload (reservationOnLocked does one node).
 func (s *Server) reservationsLocked() (map[string]placement.Resources, map[string][]string) {
 	reserved := map[string]placement.Resources{}
 	names := map[string][]string{}
 	for _, w := range s.workloads {
-		if w.Node == "" || exited(w.State) {
-			continue
-		}
 		for _, node := range []string{w.Node, w.MigrationTarget} {
-			if node == "" {
-				continue
+			if r, ok := s.heldLocked(w, node); ok {
+				reserved[node] = addResources(reserved[node], r)
+				names[node] = append(names[node], w.Name)
 			}
-			add := placement.Resources{CPUMillis: w.Resources.CPUMillis, MemoryMB: w.Resources.MemoryMB}
-			if node == w.MigrationTarget {
-				add = s.migrationReserveLocked(w)
-			}
-			r := reserved[node]
-			r.CPUMillis += add.CPUMillis
-			r.MemoryMB += add.MemoryMB
-			reserved[node] = r
-			names[node] = append(names[node], w.Name)
 		}
 	}
 	return reserved, names
+}
+
+// heldLocked is what workload w holds on node, false for nothing: a live
+// (placed, not exited) workload holds its requests on its node and, while
+// it migrates, migrationReserveLocked on the target.
+func (s *Server) heldLocked(w store.Workload, node string) (placement.Resources, bool) {
+	switch {
+	case node == "" || w.Node == "" || exited(w.State):
+		return placement.Resources{}, false
+	case node == w.MigrationTarget:
+		return s.migrationReserveLocked(w), true
+	case node == w.Node:
+		return placement.Resources{CPUMillis: w.Resources.CPUMillis, MemoryMB: w.Resources.MemoryMB}, true
+	}
+	return placement.Resources{}, false
+}
+
+func addResources(a, b placement.Resources) placement.Resources {
+	return placement.Resources{CPUMillis: a.CPUMillis + b.CPUMillis, MemoryMB: a.MemoryMB + b.MemoryMB}
 }
 
 // Plan is a dry run: where req would go and why, without creating anything.
@@ -509,9 +535,8 @@ func (s *Server) Plan(req WorkloadRequest) (placement.Decision, error) {
 		return placement.Decision{}, err
 	}
 	s.mu.Lock()
-	nodes := s.placementNodesLocked()
-	s.mu.Unlock()
-	return placement.Plan(nodes, req.placementRequest(s.cfg.DefaultStrategy))
+	defer s.mu.Unlock()
+	return s.placementLocked().Plan(req.placementRequest(s.cfg.DefaultStrategy))
 }
 
 // CreateWorkload validates, places and starts a workload. It waits for the
@@ -535,7 +560,7 @@ func (s *Server) CreateWorkload(ctx context.Context, req WorkloadRequest) (store
 			return store.Workload{}, fmt.Errorf("%w: workload name %q is already used by %s: delete it first or choose another name", ErrConflict, req.Name, w.ID)
 		}
 	}
-	dec, err := placement.Place(s.placementNodesLocked(), req.placementRequest(s.cfg.DefaultStrategy))
+	dec, err := s.placementLocked().Place(req.placementRequest(s.cfg.DefaultStrategy))
 	if err != nil {
 		s.mu.Unlock()
 		return store.Workload{}, err

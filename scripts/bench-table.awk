@@ -4,8 +4,11 @@
 # BenchmarkNaivePlace/CASE (decisions/s). Trace replay: BenchmarkReplay/
 # MODE/PLACER, Baton's strategies beside the random-fit and best-fit
 # baselines. Heartbeat: BenchmarkHeartbeat against
-# BenchmarkHeartbeatDecodeOnly (µs per heartbeat). Fleet: BenchmarkFleet/
-# PHASE, the server process's CPU and memory, the idle phase as baseline.
+# BenchmarkHeartbeatDecodeOnly (µs per heartbeat). Server placement:
+# BenchmarkServerPlace/nodes=N/cluster (the server's kept Cluster) against
+# BenchmarkServerPlace/nodes=N/function (build the nodes, function Place).
+# Fleet: BenchmarkFleet/PHASE, the server process's CPU and memory, the idle
+# phase as baseline.
 function metric(unit,   i) {
 	for (i = 3; i < NF; i++) if ($(i + 1) == unit) return $i
 	return ""
@@ -24,6 +27,11 @@ function metric(unit,   i) {
 		c = substr(name, 16); forder[++nf] = c
 		fcpu[c] = metric("server-cpu-%"); frss[c] = metric("server-rss-MiB"); fhwm[c] = metric("server-peak-rss-MiB")
 		fmsgs[c] = metric("msgs/s"); fsim[c] = metric("simulator-cpu-%"); fwin[c] = metric("window-s")
+	}
+	else if (name ~ /^BenchmarkServerPlace\//) {
+		c = substr(name, 22); p = c; sub(/\/[^\/]*$/, "", c); sub(/^.*\//, "", p)
+		if (!(c in sp)) sorder[++ns] = c
+		sp[c] = 1; spdec[c, p] = metric("decisions/s")
 	}
 	else if (name == "BenchmarkHeartbeat") hb = metric("ns/op")
 	else if (name == "BenchmarkHeartbeatDecodeOnly") hbdec = metric("ns/op")
@@ -45,6 +53,15 @@ END {
 			r = (naive[c] > 0) ? sprintf("%.1fx", place[c] / naive[c]) : "-"
 			f = (fn[c] != "") ? sprintf("%.0f", fn[c]) : "-"
 			printf "| %s | %.0f | %s | %.0f | %s |\n", c, place[c], f, naive[c], r
+		}
+	}
+	if (ns > 0) {
+		printf "\nPlacement decisions per second through the server, one node's heartbeat between decisions (one core)\n\n"
+		printf "| case | server's Cluster | build nodes + function Place (baseline) | ratio |\n|---|---:|---:|---:|\n"
+		for (i = 1; i <= ns; i++) {
+			c = sorder[i]; kept = spdec[c, "cluster"]; built = spdec[c, "function"]
+			r = (built > 0) ? sprintf("%.0fx", kept / built) : "-"
+			printf "| %s | %.0f | %.0f | %s |\n", c, kept, built, r
 		}
 	}
 	if (nf > 0) {

@@ -267,6 +267,10 @@ func (t *Table) Get(name string) (Member, bool) {
 	return *m, true
 }
 
+// Len is the number of members. Members are only ever added, so a caller
+// that knew Len members knows them all while Len stays the same.
+func (t *Table) Len() int { return len(t.members) }
+
 // List returns every member, sorted by name.
 func (t *Table) List() []Member {
 	out := make([]Member, 0, len(t.members))
