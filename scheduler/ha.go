@@ -103,8 +103,11 @@ type haState struct {
 	// starting holds the node/workload ids of group resources this server
 	// is starting (from the engine's decision to the agent's answer).
 	starting map[string]bool
-	probing  map[string]bool
-	events   []Event
+	// inherited are the starts and stops the last leader had in flight
+	// when this server took the lead: asked again once their node runs.
+	inherited []groups.Action
+	probing   map[string]bool
+	events    []Event
 	// allSeenSaved: wait-for-all's latch has been persisted.
 	allSeenSaved bool
 }
@@ -183,9 +186,71 @@ func (s *Server) becomeLeaderHALocked(ctx context.Context) []groups.Action {
 	for _, m := range s.members.List() {
 		acts = append(acts, s.nodeEventLocked(membership.Transition{Node: m.Name, To: m.State, At: now, Reason: "state when this server took the lead"})...)
 	}
+	s.inheritInFlightLocked()
+	acts = append(acts, s.askAgainLocked()...)
 	s.logEventLocked(Event{At: now, Kind: "leader", Detail: fmt.Sprintf("took the lead (epoch %d) with %d groups; %s", s.epoch, len(engine.Groups()), s.ha.status)})
 	s.afterBatchLocked(ctx, acts)
 	return acts
+}
+
+// inheritInFlightLocked notes the starts and stops the last leader had sent
+// and not yet heard back from: their answers went to it, and nothing else
+// would ever move those resources out of starting or stopping.
+func (s *Server) inheritInFlightLocked() {
+	s.ha.inherited = nil
+	for _, g := range s.ha.engine.Groups() {
+		for i, st := range g.Resources {
+			kind := groups.StartResource
+			switch st {
+			case groups.ResStarting:
+			case groups.ResStopping:
+				kind = groups.StopResource
+			default:
+				continue
+			}
+			res := g.Spec.Resources[i]
+			s.ha.inherited = append(s.ha.inherited, groups.Action{Kind: kind, Group: g.Spec.Name, Resource: res.Name, Spec: &res, Node: g.Node})
+		}
+	}
+}
+
+// askAgainLocked repeats the inherited starts and stops of the nodes that
+// run now, once each, if the engine still waits for them there. Agents
+// apply both idempotently (a start of a running resource answers with that
+// run; a stop of a stopped one succeeds), so asking again is safe.
+func (s *Server) askAgainLocked() []groups.Action {
+	var out []groups.Action
+	keep := s.ha.inherited[:0]
+	for _, a := range s.ha.inherited {
+		if m, ok := s.members.Get(a.Node); !ok || m.State != membership.Running {
+			keep = append(keep, a) // asked when the node runs
+			continue
+		}
+		g, ok := s.ha.engine.Group(a.Group)
+		i := -1
+		if ok {
+			i = slices.IndexFunc(g.Spec.Resources, func(r groups.Resource) bool { return r.Name == a.Resource })
+		}
+		want := groups.ResStarting
+		if a.Kind == groups.StopResource {
+			want = groups.ResStopping
+		}
+		key := a.Node + "/" + groupWorkloadID(a.Group, a.Resource)
+		if i < 0 || g.Node != a.Node || g.Resources[i] != want || s.ha.starting[key] {
+			continue // the engine moved on, or this server sent its own
+		}
+		verb := "start"
+		if a.Kind == groups.StopResource {
+			verb = "stop"
+		} else {
+			s.ha.starting[key] = true
+		}
+		a.Reason = "the last leader's " + verb + " had no answer: asked again"
+		s.logEventLocked(Event{Kind: verb, Node: a.Node, Group: a.Group, Resource: a.Resource, Detail: a.Reason})
+		out = append(out, a)
+	}
+	s.ha.inherited = keep
+	return out
 }
 
 // knowNodeLocked gives a newly seen node its default vote, persisted.
@@ -272,6 +337,9 @@ func (s *Server) transitionsLocked(ts []membership.Transition) []groups.Action {
 	acts := s.quorumChangedLocked(ts[len(ts)-1].At)
 	for _, t := range ts {
 		acts = append(acts, s.nodeEventLocked(t)...)
+	}
+	if len(s.ha.inherited) > 0 {
+		acts = append(acts, s.askAgainLocked()...)
 	}
 	return acts
 }

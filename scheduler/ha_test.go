@@ -419,6 +419,42 @@ func TestNewLeaderRestoresGroupsAndVotes(t *testing.T) {
 	}
 }
 
+// TestNewLeaderAsksAgainForAStartInFlight: the leader is deposed while a
+// group resource's start is on its way; its answer goes to the old leader,
+// which ignores it. The new leader must ask again (starts are idempotent)
+// and the group must come up, once.
+func TestNewLeaderAsksAgainForAStartInFlight(t *testing.T) {
+	h := newHAHarness(t, HAConfig{}, "n1", "n2", "n3")
+	hold := make(chan struct{})
+	h.agents.mu.Lock()
+	h.agents.HoldStart = map[string]chan struct{}{"grp_db_ip": hold}
+	h.agents.mu.Unlock()
+	if _, err := h.srv.CreateGroup(context.Background(), dbGroup("n1", "n2")); err != nil {
+		t.Fatal(err)
+	}
+	h.waitGroup("db", "starting", "n1", 2*time.Second)
+	if err := h.srv.SetLeadership(context.Background(), false, 0, "other"); err != nil {
+		t.Fatal(err)
+	}
+	h.srv = h.newServer(HAConfig{Fencer: h.fencer, Prober: h.prober, State: h.state, Groups: groups.Config{DefaultFenceLevels: []string{"power"}}})
+	close(hold) // both starts answer now: the old leader's is ignored
+	h.step(time.Second)
+	g := h.waitGroup("db", "running", "n1", 3*time.Second)
+	if g.Resources[0].State != "started" || g.Resources[1].State != "started" {
+		t.Errorf("resources %+v, want both started", g.Resources)
+	}
+	if got := h.agents.Running("n1"); len(got) != 2 {
+		t.Errorf("n1 runs %+v, want the group's two resources once each", got)
+	}
+	var asked bool
+	for _, e := range h.srv.Events(time.Time{}) {
+		asked = asked || strings.Contains(e.Detail, "asked again")
+	}
+	if !asked {
+		t.Errorf("no event says the start was asked again: %v", h.srv.Events(time.Time{}))
+	}
+}
+
 func TestOrphanGroupResourceIsStopped(t *testing.T) {
 	h := newHAHarness(t, HAConfig{}, "n1", "n2")
 	if _, err := h.srv.CreateGroup(context.Background(), dbGroup("n1", "n2")); err != nil {
