@@ -189,3 +189,53 @@ func requireCRIU(t *testing.T) {
 	}
 	t.Skip("CRIU is not installed: run make deps")
 }
+
+// TestPreCopyIsRefusedWithoutDirtyTracking: the agents probe their real CRIU
+// and kernel at start; where soft-dirty tracking is missing (as on Baton's
+// test machines) a pre-copy request is refused with the reason and what to
+// use instead, and the workload goes on where it was, untouched. With
+// tracking present the same request must be accepted and succeed.
+func TestPreCopyIsRefusedWithoutDirtyTracking(t *testing.T) {
+	requireCRIU(t)
+	c := newCluster(t, 2)
+	var nodes struct {
+		Nodes []struct {
+			Name     string `json:"name"`
+			Features *struct {
+				CRIU          bool `json:"criu"`
+				MemDirtyTrack bool `json:"mem_dirty_track"`
+			} `json:"features"`
+		} `json:"nodes"`
+	}
+	c.mustDo("GET", "/v1/nodes", nil, 200).decode(t, &nodes)
+	tracking := len(nodes.Nodes) == 2
+	for _, n := range nodes.Nodes {
+		if n.Features == nil || !n.Features.CRIU {
+			t.Fatalf("node %s reports no working CRIU in GET /v1/nodes: %+v", n.Name, n.Features)
+		}
+		tracking = tracking && n.Features.MemDirtyTrack
+	}
+	dir := t.TempDir()
+	var w workload
+	c.mustDo("POST", "/v1/workloads", counterWorkload("counter", dir), 201).decode(t, &w)
+	c.waitCount(dir, 5)
+	other := c.node(1)
+	if w.Node == other {
+		other = c.node(2)
+	}
+	if tracking {
+		if m := c.migrateWith(w.ID, map[string]any{"to": other, "mode": "pre-copy"}); m.State != "done" || m.Mode != "pre-copy" {
+			t.Fatalf("with soft-dirty tracking on both nodes pre-copy ended %+v", m)
+		}
+		return
+	}
+	r := c.mustDoStatus("POST", "/v1/workloads/"+w.ID+"/migrate", map[string]any{"to": other, "mode": "pre-copy"})
+	if r.Status != 422 || !strings.Contains(string(r.Body), "soft-dirty") || !strings.Contains(string(r.Body), "stop-copy") {
+		t.Fatalf("pre-copy without dirty tracking answered %d %s, want 422 naming soft-dirty tracking and stop-copy", r.Status, r.Body)
+	}
+	if got := c.workload(w.ID); got.Node != w.Node || got.HostPID != w.HostPID || got.State != "running" {
+		t.Fatalf("after the refusal the workload is %+v, want it running untouched", got)
+	}
+	before := len(readCounts(t, dir))
+	c.waitCount(dir, before+5)
+}

@@ -85,6 +85,10 @@ type NodeView struct {
 	Workloads     int               `json:"workloads"`
 	LastHeartbeat time.Time         `json:"last_heartbeat"`
 	Drain         string            `json:"drain,omitempty"` // DrainDraining or DrainDrained
+	// Features is what the node's agent can do for live migration (CRIU,
+	// dirty-page tracking for pre-copy, lazy pages for post-copy), as it
+	// detected at start; nil until it reported them.
+	Features *wire.NodeFeatures `json:"features,omitempty"`
 }
 
 // nodeReport is the last heartbeat of a node.
@@ -688,7 +692,7 @@ func (s *Server) Nodes() []NodeView {
 			Capacity: hb.Capacity, Headroom: hb.Headroom,
 			Reserved:  wire.Resources{CPUMillis: r.CPUMillis, MemoryMB: r.MemoryMB},
 			Workloads: len(names[m.Name]), LastHeartbeat: m.LastHeartbeat,
-			Drain: s.drainStateLocked(m.Name, len(names[m.Name])),
+			Drain: s.drainStateLocked(m.Name, len(names[m.Name])), Features: hb.Features,
 		})
 	}
 	return out
