@@ -76,7 +76,7 @@ bench-fleet: build ## 1,000 simulated agents heartbeating at 1 Hz into one real 
 	@awk -f scripts/bench-table.awk bin/bench-fleet.txt
 
 bench-migrate: ## Stop-copy and post-copy migration vs plain CRIU (dump, cp, restore): frozen and total time at 64/256 MiB (BIG=1 adds 1 GiB)
-	go test -run '^$$' -bench Migrate -benchtime 3x -timeout 15m ./migrate/criu $(if $(BIG),-args -migrate.big)
+	go test -run '^$$' -bench Migrate -benchtime 4x -timeout 15m ./migrate/criu $(if $(BIG),-args -migrate.big)
 
 bench-failover: export BATON_BIN := $(CURDIR)/$(BIN)
 bench-failover: build ## Node killed → its group running elsewhere: p50/p99 over RUNS (default 20), probe detection vs heartbeat timeout
