@@ -144,6 +144,7 @@ func benchSize(b *testing.B, c *Client, name string, mib int) {
 			row.batonRestoreCall += m.restore.Duration
 			os.RemoveAll(m.srcImages)
 			os.RemoveAll(m.dstImages)
+			waitGone(b, pid) // the killed source's memory is freed before the next measurement
 			pid, logKey = m.restore.PID, to.r.LogPath(id)
 			from, to = to, from
 
@@ -153,6 +154,7 @@ func benchSize(b *testing.B, c *Client, name string, mib int) {
 			d1 := filepath.Join(root, fmt.Sprintf("cli-%d", i))
 			d2 := d1 + "-copy"
 			os.MkdirAll(d1, 0o700)
+			dumped := cliPID
 			t1 := time.Now()
 			criuCLI(b, "dump", "-t", strconv.Itoa(cliPID), "-D", d1, "-o", "dump.log", "-v4", "--network-lock", "skip")
 			t2 := time.Now()
@@ -176,6 +178,7 @@ func benchSize(b *testing.B, c *Client, name string, mib int) {
 			os.RemoveAll(d1)
 			os.RemoveAll(d2)
 			os.Remove(pidFile)
+			waitGone(b, dumped) // criu dump killed it; its teardown may still run
 
 		}
 		if i%2 == 0 {
@@ -208,6 +211,7 @@ func benchSize(b *testing.B, c *Client, name string, mib int) {
 		row.pcTotal += time.Since(pm.frozenAt)
 		os.RemoveAll(pm.srcImages)
 		os.RemoveAll(pm.dstImages)
+		waitGone(b, pcPID)
 		pcPID, pcLogKey = pm.restore.PID, pcTo.r.LogPath(id)
 		pcFrom, pcTo = pcTo, pcFrom
 	}
@@ -230,6 +234,27 @@ func benchSize(b *testing.B, c *Client, name string, mib int) {
 	checkConsecutive(b, counts(b, wdBaton))
 	checkConsecutive(b, counts(b, wdCLI))
 	checkConsecutive(b, counts(b, wdPC))
+}
+
+// waitGone waits until the killed process pid has exited (gone or a
+// zombie, its memory freed): a measurement that starts while a 1 GiB
+// process is still being torn down runs slower, whichever side it measures.
+func waitGone(b *testing.B, pid int) {
+	b.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return
+		}
+		if i := strings.LastIndexByte(string(st), ')'); i > 0 && i+2 < len(st) && st[i+2] == 'Z' {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("killed process %d still there after 30 s", pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func criuCLI(b *testing.B, args ...string) {
