@@ -140,8 +140,7 @@ func TestPostCopyDaemonHangsAfterRestoreRollsBack(t *testing.T) {
 func (c *cluster) checkRolledBack(w workload, id, target, dir string) {
 	t := c.t
 	t.Helper()
-	var m migration
-	m = c.waitMigrationEnd(id)
+	m := c.waitMigrationEnd(id)
 	if m.State != "failed" || !strings.Contains(m.Reason, "no progress") {
 		t.Fatalf("migration ended %+v, want failed for want of progress", m)
 	}
