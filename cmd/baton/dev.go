@@ -50,6 +50,8 @@ included, and removes the data dir unless --keep is given.`, stderr)
 		if !*keep {
 			defer os.RemoveAll(dir)
 		}
+	} else if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("--data-dir %s: %w (choose a directory you can create)", dir, err)
 	}
 
 	// The dev nodes are fenced by killing their agent and every process in
