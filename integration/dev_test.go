@@ -13,7 +13,7 @@ import (
 // SIGTERM and checks that no agent and no workload process remains.
 func TestDevLeavesNothingBehind(t *testing.T) {
 	requirePrivileged(t)
-	dataDir := t.TempDir()
+	dataDir := filepath.Join(t.TempDir(), "not", "there", "yet") // baton dev creates it
 	addr := freeAddr(t)
 	dev := startProc(t, "baton dev", "dev", "--nodes", "3", "--api", addr, "--data-dir", dataDir)
 	c := &cluster{t: t, api: "http://" + addr}
