@@ -176,7 +176,7 @@ func (s *Server) restartElsewhere(m rebalance.Move) {
 	s.mu.Lock()
 	delete(s.inflight, w.ID)
 	s.mu.Unlock()
-	rec := s.recordStart(ctx, w.ID, st, err)
+	rec := s.recordStart(ctx, w.ID, m.To, st, err)
 	s.mu.Lock()
 	e := RebalanceEvent{Kind: EventMoveDone, Workload: w.ID, WorkloadName: w.Name, From: m.From, To: m.To, Reason: "restarted: " + rec.State}
 	if err != nil && errors.Is(err, ErrAgent) {

@@ -388,16 +388,19 @@ func (s *Server) carryOut(a action) {
 		}
 		s.log.Info("starting workload", "node", a.Node, "workload", a.ID, "name", rec.Name)
 		st, err := s.cfg.Agents.Start(ctx, a.Node, rec.Spec())
-		s.recordStart(context.Background(), a.ID, st, err)
+		s.recordStart(context.Background(), a.ID, a.Node, st, err)
 	}
 }
 
-// recordStart stores the outcome of a start command.
-func (s *Server) recordStart(ctx context.Context, id string, st wire.WorkloadStatus, err error) store.Workload {
+// recordStart stores the outcome of a start command sent to node. An answer
+// for a record that has moved to another node meanwhile (a reload, a drain's
+// restart elsewhere) is not about it: the record stays as it is, and the
+// next report from node has the copy there stopped as unwanted.
+func (s *Server) recordStart(ctx context.Context, id, node string, st wire.WorkloadStatus, err error) store.Workload {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec, ok := s.workloads[id]
-	if !ok || rec.Desired != store.DesiredRunning {
+	if !ok || rec.Desired != store.DesiredRunning || rec.Node != node {
 		return rec
 	}
 	switch {
@@ -604,7 +607,7 @@ func (s *Server) CreateWorkload(ctx context.Context, req WorkloadRequest) (store
 		s.mu.Unlock()
 		return store.Workload{}, fmt.Errorf("workload %q: node %s could not start it: %w", w.Name, w.Node, err)
 	}
-	return s.recordStart(context.WithoutCancel(ctx), w.ID, st, err), nil
+	return s.recordStart(context.WithoutCancel(ctx), w.ID, w.Node, st, err), nil
 }
 
 // DeleteWorkload stops a workload's process tree and forgets it. It returns

@@ -250,3 +250,34 @@ func BenchmarkHeartbeatDecodeOnly(b *testing.B) {
 		}
 	}
 }
+
+// TestStartAnswerForAMovedRecordIsIgnored: a start's answer from a node
+// that no longer holds the record (it moved meanwhile, by a reload or a
+// drain's restart elsewhere) must not mark the record running there.
+func TestStartAnswerForAMovedRecordIsIgnored(t *testing.T) {
+	h := newHarness(t, "n1", "n2")
+	ctx := context.Background()
+	w, err := h.srv.CreateWorkload(ctx, req("web", 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := "n2"
+	if w.Node == "n2" {
+		other = "n1"
+	}
+	// The record moves to the other node, not started there yet.
+	h.srv.mu.Lock()
+	rec := h.srv.workloads[w.ID]
+	rec.Node, rec.State, rec.HostPID = other, wire.StateStarting, 0
+	h.srv.cacheLocked(rec)
+	h.srv.mu.Unlock()
+	late := wire.WorkloadStatus{ID: w.ID, State: wire.StateRunning, HostPID: 4242}
+	got := h.srv.recordStart(ctx, w.ID, w.Node, late, nil)
+	if got.Node != other || got.State != wire.StateStarting || got.HostPID != 0 {
+		t.Errorf("after a late answer from %s the record is %s on %s (pid %d), want still starting on %s", w.Node, got.State, got.Node, got.HostPID, other)
+	}
+	// The answer from the node it is on counts.
+	if got := h.srv.recordStart(ctx, w.ID, other, late, nil); got.State != wire.StateRunning || got.HostPID != 4242 {
+		t.Errorf("the answer from %s left the record %s (pid %d), want running", other, got.State, got.HostPID)
+	}
+}
