@@ -189,7 +189,7 @@ func twoNodesWithoutWitness(t *testing.T, withWitness time.Duration) {
 		c.mustDo("GET", "/v1/groups/db", nil, 200).decode(t, &g)
 		// Recovering on n1: waiting for n1's fence, which an inquorate
 		// partition never starts.
-		if g.State != "recovering" || g.Node != n1 || !strings.HasPrefix(g.Reason, "node down") {
+		if g.State != "recovering" || g.Node != n1 || !strings.HasPrefix(g.Reason, "node down") || !strings.Contains(g.Reason, "no quorum") {
 			t.Fatalf("without quorum the group is %s on %q (%s); want it recovering on %s (node down), waiting for a fence", g.State, g.Node, g.Reason, n1)
 		}
 		if n := countWorkloadProcs(c, n2); n != 0 {

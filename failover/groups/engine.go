@@ -306,6 +306,12 @@ func (e *Engine) Handle(ev Event) []Action {
 		for _, name := range sortedKeys(e.nodes) {
 			n := e.nodes[name]
 			n.Fencing = -1 // a partition without quorum does not fence
+			if n.State == NodeIsDown && n.Unclean {
+				e.waitForQuorum(n, "quorum lost while "+name+" was down")
+				for _, g := range e.onNode(name) {
+					out = append(out, Action{Kind: SetState, Group: g.Spec.Name, State: g.State, Node: g.Node, Reason: g.Reason})
+				}
+			}
 			if n.State != NodeIsDown && len(e.onNode(name)) > 0 {
 				out = append(out, Action{Kind: SelfFence, Node: name, Deadline: ev.At.Add(e.cfg.StopWithin),
 					Reason: fmt.Sprintf("partition lost quorum: stop every resource within %s", e.cfg.StopWithin)})
@@ -414,8 +420,19 @@ func (e *Engine) nodeDown(name, reason string, out []Action) []Action {
 	}
 	if n.Unclean && e.quorate {
 		out = e.startFence(n, 0, reason, out)
+	} else if n.Unclean {
+		e.waitForQuorum(n, reason)
 	}
 	return out
+}
+
+// waitForQuorum says in the reason of the groups of down, unclean node n
+// that fencing it, and so their recovery, waits for quorum: a partition
+// without quorum fences nobody.
+func (e *Engine) waitForQuorum(n *NodeInfo, reason string) {
+	for _, g := range e.onNode(n.Name) {
+		g.Reason = reason + "; this partition has no quorum: " + n.Name + " is fenced, and the group recovered, once it is quorate again"
+	}
 }
 
 func (e *Engine) levels(node string) []string {
