@@ -101,6 +101,7 @@ func TestLiveMigrationThereAndBack(t *testing.T) {
 		if alive(pid) {
 			t.Errorf("the source copy (pid %d) still runs after the commit", pid)
 		}
+		c.checkImagesRemoved(m)
 		pid = got.HostPID
 		c.waitCount(dir, before+10) // it counts on, from where it was
 		if n := countWorkloadProcs(c, to); n < 1 {
@@ -172,6 +173,21 @@ func TestMigrationWhoseSourceAgentDiesRollsBackWhenItReturns(t *testing.T) {
 	if n := countWorkloadProcs(c, target); n != 0 {
 		t.Errorf("%d processes on the target after the rollback", n)
 	}
+}
+
+// checkImagesRemoved checks that after a committed migration neither agent
+// keeps its images (they live in the agents' data dirs until the commit).
+func (c *cluster) checkImagesRemoved(m migration) {
+	c.t.Helper()
+	c.eventually(10*time.Second, "migration "+m.ID+"'s images are removed from both agents", func() error {
+		for _, node := range []string{m.Source, m.Target} {
+			dir := filepath.Join(c.dataDir, node, "migrations", m.ID, "images")
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				return fmt.Errorf("%s still has %s (%v)", node, dir, err)
+			}
+		}
+		return nil
+	})
 }
 
 // requireCRIU fails (under BATON_REQUIRE_PRIVILEGED=1) or skips without a
