@@ -133,13 +133,7 @@ func TestRestoreFailureRollsBack(t *testing.T) {
 	requireCRIU(t)
 	c := newClusterWith(t, 2, nil, []string{"--inject-restore-failure", "counter-rf"})
 	dir := t.TempDir()
-	var w workload
-	c.mustDo("POST", "/v1/workloads", counterWorkload("counter-rf", dir), 201).decode(t, &w)
-	c.waitCount(dir, 5)
-	target := c.node(1)
-	if w.Node == target {
-		target = c.node(2)
-	}
+	w, target := c.startCounterOnTwo("counter-rf", dir)
 	m := c.migrate(w.ID, target)
 	if m.State != "failed" || !strings.Contains(m.Reason, "restore") || !strings.Contains(m.Reason, "fault injected") {
 		t.Fatalf("migration ended %+v, want failed in the restore", m)

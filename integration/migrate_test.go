@@ -60,6 +60,20 @@ func (c *cluster) migrate(id, to string) migration {
 	return c.migrateWith(id, map[string]any{"to": to})
 }
 
+// startCounterOnTwo starts the counter in dir on a two-node cluster, waits
+// until it counts, and returns it with the node it is not on.
+func (c *cluster) startCounterOnTwo(name, dir string) (workload, string) {
+	c.t.Helper()
+	var w workload
+	c.mustDo("POST", "/v1/workloads", counterWorkload(name, dir), 201).decode(c.t, &w)
+	c.waitCount(dir, 5)
+	other := c.node(1)
+	if w.Node == other {
+		other = c.node(2)
+	}
+	return w, other
+}
+
 func (c *cluster) waitCount(dir string, atLeast int) {
 	c.t.Helper()
 	c.eventually(20*time.Second, fmt.Sprintf("the counter reaches %d", atLeast), func() error {
@@ -118,13 +132,7 @@ func TestMigrationToADeadAgentRollsBack(t *testing.T) {
 	requireCRIU(t)
 	c := newCluster(t, 2)
 	dir := t.TempDir()
-	var w workload
-	c.mustDo("POST", "/v1/workloads", counterWorkload("counter", dir), 201).decode(t, &w)
-	c.waitCount(dir, 5)
-	target := c.node(1)
-	if w.Node == target {
-		target = c.node(2)
-	}
+	w, target := c.startCounterOnTwo("counter", dir)
 	c.agents[target].kill() // still "running" to the server for a moment
 	m := c.migrate(w.ID, target)
 	if m.State != "failed" || m.Reason == "" {
@@ -142,13 +150,7 @@ func TestMigrationWhoseSourceAgentDiesRollsBackWhenItReturns(t *testing.T) {
 	requireCRIU(t)
 	c := newCluster(t, 2)
 	dir := t.TempDir()
-	var w workload
-	c.mustDo("POST", "/v1/workloads", counterWorkload("counter", dir), 201).decode(t, &w)
-	c.waitCount(dir, 5)
-	target := c.node(1)
-	if w.Node == target {
-		target = c.node(2)
-	}
+	w, target := c.startCounterOnTwo("counter", dir)
 	c.agents[w.Node].kill()
 	var m migration
 	c.mustDo("POST", "/v1/workloads/"+w.ID+"/migrate", map[string]any{"to": target}, 202).decode(t, &m)
@@ -232,13 +234,7 @@ func TestPreCopyIsRefusedWithoutDirtyTracking(t *testing.T) {
 		tracking = tracking && n.Features.MemDirtyTrack
 	}
 	dir := t.TempDir()
-	var w workload
-	c.mustDo("POST", "/v1/workloads", counterWorkload("counter", dir), 201).decode(t, &w)
-	c.waitCount(dir, 5)
-	other := c.node(1)
-	if w.Node == other {
-		other = c.node(2)
-	}
+	w, other := c.startCounterOnTwo("counter", dir)
 	if tracking {
 		if m := c.migrateWith(w.ID, map[string]any{"to": other, "mode": "pre-copy"}); m.State != "done" || m.Mode != "pre-copy" {
 			t.Fatalf("with soft-dirty tracking on both nodes pre-copy ended %+v", m)

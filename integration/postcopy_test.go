@@ -34,13 +34,7 @@ func TestPostCopyMigrationThereAndBack(t *testing.T) {
 	requireCRIU(t)
 	c := newCluster(t, 2)
 	dir := t.TempDir()
-	var w workload
-	c.mustDo("POST", "/v1/workloads", counterWorkload("counter", dir), 201).decode(t, &w)
-	c.waitCount(dir, 5)
-	other := c.node(1)
-	if w.Node == other {
-		other = c.node(2)
-	}
+	w, other := c.startCounterOnTwo("counter", dir)
 	pid := w.HostPID
 	for _, to := range []string{other, w.Node} {
 		before := len(readCounts(t, dir))
