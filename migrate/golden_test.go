@@ -212,6 +212,8 @@ func features(s string) Features {
 		switch x {
 		case "dirty":
 			f.MemDirtyTrack = true
+		case "predump":
+			f.PreDumpRounds = true
 		case "lazy":
 			f.LazyPages = true
 		case "uffd":

@@ -10,6 +10,10 @@ import (
 // at start and reports them with its heartbeat.
 type Features struct {
 	MemDirtyTrack bool // soft-dirty tracking: pre-dump --track-mem works (pre-copy)
+	// PreDumpRounds: the node's agent carries out pre-dump rounds. Pre-copy
+	// needs it besides MemDirtyTrack; no agent does yet (none of Baton's
+	// test kernels tracks dirty pages, so the rounds could not be tested).
+	PreDumpRounds bool
 	LazyPages     bool // CRIU lazy-pages support (post-copy)
 	UFFD          bool // userfaultfd in the kernel (post-copy, on the target)
 }
@@ -74,6 +78,9 @@ func ChooseMode(src, dst Features, rssBytes, linkBytesPerSec int64, p Policy) (M
 func preCopyOK(src Features) (bool, string) {
 	if !src.MemDirtyTrack {
 		return false, "pre-copy needs mem_dirty_track (soft-dirty) on the source, which it lacks"
+	}
+	if !src.PreDumpRounds {
+		return false, "the source tracks dirty pages, but Baton's agents do not carry out pre-copy's pre-dump rounds yet"
 	}
 	return true, ""
 }

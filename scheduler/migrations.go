@@ -90,6 +90,9 @@ func nodeFeatures(f *wire.NodeFeatures) migrate.Features {
 	if f == nil {
 		return migrate.Features{}
 	}
+	// PreDumpRounds stays false: no agent carries out pre-copy's rounds yet,
+	// so pre-copy is refused with that reason even where the kernel tracks
+	// dirty pages (and auto never picks it).
 	return migrate.Features{MemDirtyTrack: f.MemDirtyTrack, LazyPages: f.LazyPages, UFFD: f.UFFD}
 }
 
