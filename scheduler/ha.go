@@ -186,6 +186,10 @@ func (s *Server) becomeLeaderHALocked(ctx context.Context) []groups.Action {
 	for _, m := range s.members.List() {
 		acts = append(acts, s.nodeEventLocked(membership.Transition{Node: m.Name, To: m.State, At: now, Reason: "state when this server took the lead"})...)
 	}
+	// Starts this server sent under an earlier epoch answer into nothing
+	// (feed drops them): forget them, or they would hide the starts to ask
+	// again.
+	clear(s.ha.starting)
 	s.inheritInFlightLocked()
 	acts = append(acts, s.askAgainLocked()...)
 	s.logEventLocked(Event{At: now, Kind: "leader", Detail: fmt.Sprintf("took the lead (epoch %d) with %d groups; %s", s.epoch, len(engine.Groups()), s.ha.status)})
@@ -219,6 +223,9 @@ func (s *Server) inheritInFlightLocked() {
 // apply both idempotently (a start of a running resource answers with that
 // run; a stop of a stopped one succeeds), so asking again is safe.
 func (s *Server) askAgainLocked() []groups.Action {
+	if !s.leader || s.ha.engine == nil {
+		return nil
+	}
 	var out []groups.Action
 	keep := s.ha.inherited[:0]
 	for _, a := range s.ha.inherited {

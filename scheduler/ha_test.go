@@ -455,6 +455,34 @@ func TestNewLeaderAsksAgainForAStartInFlight(t *testing.T) {
 	}
 }
 
+// TestDeposedWhileAskingAgainDoesNotCrash: a new leader that still has
+// inherited starts parked (its nodes not running yet to it) is deposed; as
+// a follower it goes on handling beats without an engine.
+func TestDeposedWhileAskingAgainDoesNotCrash(t *testing.T) {
+	h := newHAHarness(t, HAConfig{}, "n1", "n2", "n3")
+	hold := make(chan struct{})
+	h.agents.mu.Lock()
+	h.agents.HoldStart = map[string]chan struct{}{"grp_db_ip": hold}
+	h.agents.mu.Unlock()
+	if _, err := h.srv.CreateGroup(context.Background(), dbGroup("n1", "n2")); err != nil {
+		t.Fatal(err)
+	}
+	h.waitGroup("db", "starting", "n1", 2*time.Second)
+	if err := h.srv.SetLeadership(context.Background(), false, 0, "other"); err != nil {
+		t.Fatal(err)
+	}
+	h.srv = h.newServer(HAConfig{Fencer: h.fencer, Prober: h.prober, State: h.state, Groups: groups.Config{DefaultFenceLevels: []string{"power"}}})
+	// Deposed before its nodes ran to it: the inherited start is parked.
+	if err := h.srv.SetLeadership(context.Background(), false, 0, "third"); err != nil {
+		t.Fatal(err)
+	}
+	close(hold)
+	h.step(time.Second) // beats and ticks reach a follower
+	if _, err := h.srv.Groups(); !errors.Is(err, ErrNotLeader) {
+		t.Errorf("the deposed server answered groups: %v", err)
+	}
+}
+
 func TestOrphanGroupResourceIsStopped(t *testing.T) {
 	h := newHAHarness(t, HAConfig{}, "n1", "n2")
 	if _, err := h.srv.CreateGroup(context.Background(), dbGroup("n1", "n2")); err != nil {

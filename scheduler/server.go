@@ -214,8 +214,10 @@ func (s *Server) SetLeadership(ctx context.Context, leader bool, epoch uint64, h
 		s.resumeMigrationsLocked()
 	case !leader && s.ha.engine != nil:
 		// A follower decides nothing: the next leader restores what this
-		// one persisted.
-		s.ha.engine = nil
+		// one persisted. Its starts in flight and the starts it inherited
+		// are no longer its business.
+		s.ha.engine, s.ha.inherited = nil, nil
+		clear(s.ha.starting)
 		s.logEventLocked(Event{Kind: "leader", Detail: "lost the lead to " + holder})
 	}
 	s.mu.Unlock()
