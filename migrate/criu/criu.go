@@ -29,6 +29,9 @@ var (
 	// ErrNotAvailable: the criu binary cannot be run (not installed, or
 	// not as root).
 	ErrNotAvailable = errors.New("criu: not available")
+	// ErrRestoreProcessUsed: a RestoreProcess handed to a second Restore,
+	// or closed before its restore.
+	ErrRestoreProcessUsed = errors.New("criu: the prepared criu process was used or closed already")
 )
 
 // Log file names, written into the images dir of each call.
@@ -218,8 +221,10 @@ type RestoreOpts struct {
 	ImagesDir string // all the images (pages included)
 	// Cgroups maps a v1 controller ("memory", "cpu,cpuacct", "pids",
 	// "freezer", ...) to the cgroup path (below the hierarchy's root) the
-	// restored tree starts in (see CgroupRoots): CRIU joins them before it
-	// restores; missing ones are created without limits.
+	// restored tree starts in (see CgroupRoots): the criu process is moved
+	// into them before it restores (joinCgroups); missing ones are created
+	// without limits. CRIU's own memory and tasks count against the
+	// workload's limits during the restore.
 	Cgroups map[string]string
 	// Log, if set, becomes the restored process's stdout and stderr in
 	// place of the file it had on the source (CRIU inherit-fd): LogKey is
@@ -254,6 +259,9 @@ type RestoreResult struct {
 // its root. It writes ImagesDir/restore.log; errors wrap ErrCRIU with the
 // log's tail.
 func (c *Client) Restore(ctx context.Context, o RestoreOpts) (RestoreResult, error) {
+	if o.Process != nil {
+		defer o.Process.Close() // whatever happens, a restore ends its criu process
+	}
 	if err := ctx.Err(); err != nil {
 		return RestoreResult{}, err
 	}
@@ -275,15 +283,15 @@ func (c *Client) Restore(ctx context.Context, o RestoreOpts) (RestoreResult, err
 	}
 	p := o.Process
 	if p == nil {
-		if p, err = c.StartRestore(o); err != nil {
+		if p, err = c.StartRestore(ctx, o); err != nil {
 			return RestoreResult{}, fmt.Errorf("criu restore from %s: %w", o.ImagesDir, err)
 		}
 	}
-	defer p.Close()
 	cr, err := p.take()
 	if err != nil {
 		return RestoreResult{}, fmt.Errorf("criu restore from %s: %w", o.ImagesDir, err)
 	}
+	defer cr.Cleanup()
 	if p.logFd >= 0 {
 		if o.LogKey == "" {
 			return RestoreResult{}, fmt.Errorf("criu restore from %s: RestoreOpts.Log needs LogKey, the log's path on the source", o.ImagesDir)
@@ -328,14 +336,13 @@ func (c *Client) Restore(ctx context.Context, o RestoreOpts) (RestoreResult, err
 type RestoreProcess struct {
 	logFd int // the log's fd number in the criu process; -1 without one
 
-	mu    sync.Mutex
-	cr    *gocriu.Criu // nil once taken by a Restore or closed
-	taken bool
+	mu sync.Mutex
+	cr *gocriu.Criu // nil once taken by a Restore or closed
 }
 
 // StartRestore starts the criu process of a Restore with o.Cgroups and
 // o.Log (the other options are Restore's).
-func (c *Client) StartRestore(o RestoreOpts) (*RestoreProcess, error) {
+func (c *Client) StartRestore(ctx context.Context, o RestoreOpts) (*RestoreProcess, error) {
 	cr := c.criu()
 	p := &RestoreProcess{logFd: -1, cr: cr}
 	if o.Log != nil {
@@ -357,22 +364,24 @@ func (c *Client) StartRestore(o RestoreOpts) (*RestoreProcess, error) {
 	} else if err := cr.Prepare(); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNotAvailable, c.path, err)
 	}
-	if err := joinCgroups(cr, o.Cgroups); err != nil {
+	if err := joinCgroups(ctx, cr, o.Cgroups); err != nil {
 		cr.Cleanup()
 		return nil, err
 	}
 	return p, nil
 }
 
-// take hands the process to its one restore.
+// take hands the process to its one restore, which ends it: a Close
+// after that (or during the restore) does nothing.
 func (p *RestoreProcess) take() (*gocriu.Criu, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.taken || p.cr == nil {
-		return nil, errors.New("the prepared criu process was used or closed already")
+	if p.cr == nil {
+		return nil, ErrRestoreProcessUsed
 	}
-	p.taken = true
-	return p.cr, nil
+	cr := p.cr
+	p.cr = nil
+	return cr, nil
 }
 
 // Close ends the criu process. It is idempotent.
@@ -396,7 +405,7 @@ func (p *RestoreProcess) Close() {
 //
 // joinCgroups moves cr's swrk process into cgroups (controller → path below
 // the hierarchy's root, see CgroupRoots), creating any that are missing.
-func joinCgroups(cr *gocriu.Criu, cgroups map[string]string) error {
+func joinCgroups(ctx context.Context, cr *gocriu.Criu, cgroups map[string]string) error {
 	if len(cgroups) == 0 {
 		return nil
 	}
@@ -408,6 +417,13 @@ func joinCgroups(cr *gocriu.Criu, cgroups map[string]string) error {
 		dir := filepath.Join(CgroupV1Root, ctrl, path)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("joining the target's cgroups: %w", err)
+		}
+		if ctrl == "freezer" {
+			// A freezer left frozen (an earlier attempt that died) would
+			// freeze the criu process itself: the restore would hang.
+			if err := (&Freezer{Dir: dir}).Thaw(ctx); err != nil {
+				return fmt.Errorf("joining the target's cgroup %s: %w", dir, err)
+			}
 		}
 		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
 			return fmt.Errorf("joining the target's cgroup %s: %w", dir, err)

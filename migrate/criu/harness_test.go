@@ -297,7 +297,7 @@ func (m *migration) startRestoreProcess(t testing.TB) {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	if m.restoreProc, err = m.c.StartRestore(RestoreOpts{Cgroups: CgroupRoots(filepath.Join("baton", m.to.name, m.id)), Log: logf}); err != nil {
+	if m.restoreProc, err = m.c.StartRestore(context.Background(), RestoreOpts{Cgroups: CgroupRoots(filepath.Join("baton", m.to.name, m.id)), Log: logf}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.restoreProc.Close)

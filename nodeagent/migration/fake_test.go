@@ -98,7 +98,9 @@ func (f *fakeCRIU) Restore(ctx context.Context, o criu.RestoreOpts) (criu.Restor
 }
 
 // StartRestore: the fake has no criu process to start ahead.
-func (f *fakeCRIU) StartRestore(o criu.RestoreOpts) (*criu.RestoreProcess, error) { return nil, nil }
+func (f *fakeCRIU) StartRestore(ctx context.Context, o criu.RestoreOpts) (*criu.RestoreProcess, error) {
+	return nil, nil
+}
 
 // LazyDump: a lazy source that serves until killed or ended.
 func (f *fakeCRIU) LazyDump(ctx context.Context, o criu.DumpOpts) (LazySource, error) {

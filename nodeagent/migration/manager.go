@@ -91,7 +91,7 @@ type mig struct {
 	stopPS func() error // target: the page server, nil if none runs
 	// target: the restore's criu process, started at prepare so that its
 	// start and cgroup attach are not frozen time (in memory only: after
-	// an agent restart the restore starts its own).
+	// an agent restart the restore starts its own). Guarded by op.
 	restoreProc *criu.RestoreProcess
 	cancel      context.CancelFunc
 	// Post-copy, in memory only (an agent restart loses them; see New):
@@ -107,7 +107,7 @@ type Checkpointer interface {
 	Restore(ctx context.Context, o criu.RestoreOpts) (criu.RestoreResult, error)
 	// StartRestore starts the criu process of a later Restore ahead of
 	// time (nil, nil: none, Restore starts its own).
-	StartRestore(o criu.RestoreOpts) (*criu.RestoreProcess, error)
+	StartRestore(ctx context.Context, o criu.RestoreOpts) (*criu.RestoreProcess, error)
 	// Post-copy (see criu.Client.LazyDump and LazyPages).
 	LazyDump(ctx context.Context, o criu.DumpOpts) (LazySource, error)
 	LazyPages(ctx context.Context, imagesDir, pageServer string) (LazyTarget, error)
@@ -293,17 +293,24 @@ func New(cfg Config) (*Manager, error) {
 // frozen or restored workloads.
 func (m *Manager) Close() {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	migs := make([]*mig, 0, len(m.migs))
 	for _, g := range m.migs {
 		if g.cancel != nil {
 			g.cancel()
 		}
+		migs = append(migs, g)
 	}
-	for _, g := range m.migs {
+	m.mu.Unlock()
+	// Each migration's op lock guards its page server and criu process;
+	// the cancelled ops let go of it soon.
+	for _, g := range migs {
+		g.op.Lock()
 		if g.stopPS != nil {
 			g.stopPS()
+			g.stopPS = nil
 		}
 		g.closeRestoreProcess()
+		g.op.Unlock()
 	}
 }
 
@@ -560,7 +567,7 @@ func (m *Manager) prepare(ctx context.Context, mc *wire.MigrationCmd) (*wire.Mig
 	if err := m.save(g); err != nil {
 		return nil, err
 	}
-	m.startRestoreProcess(g, mc)
+	m.startRestoreProcess(ctx, g, mc)
 	if g.rec.postCopy() {
 		// The pages stay on the source, which serves them after the
 		// restore: no page server here.
@@ -584,7 +591,7 @@ func (m *Manager) prepare(ctx context.Context, mc *wire.MigrationCmd) (*wire.Mig
 // workload's cgroups here and with its log, so that the restore, which comes
 // while the source is frozen, needs neither. Without it the restore starts
 // its own: a failure here only costs that time.
-func (m *Manager) startRestoreProcess(g *mig, mc *wire.MigrationCmd) {
+func (m *Manager) startRestoreProcess(ctx context.Context, g *mig, mc *wire.MigrationCmd) {
 	if g.restoreProc != nil {
 		return
 	}
@@ -595,7 +602,7 @@ func (m *Manager) startRestoreProcess(g *mig, mc *wire.MigrationCmd) {
 		return
 	}
 	defer logf.Close() // the criu process has its own copy
-	p, err := m.cfg.CRIU.StartRestore(criu.RestoreOpts{Cgroups: criu.CgroupRoots(r.CgroupPath(mc.Workload.ID)), Log: logf})
+	p, err := m.cfg.CRIU.StartRestore(ctx, criu.RestoreOpts{Cgroups: criu.CgroupRoots(r.CgroupPath(mc.Workload.ID)), Log: logf})
 	if err != nil {
 		m.log.Warn("starting the restore's criu process ahead", "migration", mc.ID, "err", err)
 		return
@@ -867,6 +874,7 @@ func (m *Manager) restore(ctx context.Context, mc *wire.MigrationCmd) (*wire.Mig
 	}
 	fail := func(err error) (*wire.MigrationReply, error) {
 		err = fmt.Errorf("restore migration %s of workload %q on %s: %w", mc.ID, id, m.cfg.Node, err)
+		g.closeRestoreProcess() // before Discard empties the cgroups it sits in
 		if g.lazyDst != nil {
 			g.lazyDst.Kill()
 			g.lazyDst = nil
