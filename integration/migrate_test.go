@@ -183,6 +183,9 @@ func (c *cluster) checkImagesRemoved(m migration) {
 	c.t.Helper()
 	c.eventually(10*time.Second, "migration "+m.ID+"'s images are removed from both agents", func() error {
 		for _, node := range []string{m.Source, m.Target} {
+			if _, err := os.Stat(filepath.Join(c.dataDir, node, "migrations")); err != nil {
+				c.t.Fatalf("%s has no migrations dir where its images would be: %v", node, err)
+			}
 			dir := filepath.Join(c.dataDir, node, "migrations", m.ID, "images")
 			if _, err := os.Stat(dir); !os.IsNotExist(err) {
 				return fmt.Errorf("%s still has %s (%v)", node, dir, err)

@@ -227,17 +227,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		defer nc.Close()
 	}
-	// CRIU without its kernel facts cache works, only ~12 ms slower a call
-	// (three calls while a post-copy migration is frozen).
-	if mounted, err := criu.EnsureKernelFactsCache(criu.KernelFactsDir); err != nil {
-		a.log.Warn("CRIU will probe the kernel at every call", "err", err)
-	} else if mounted {
-		a.log.Info("mounted a tmpfs for CRIU's kernel facts cache (/run is not a tmpfs here)", "dir", criu.KernelFactsDir)
-	}
 	feats, client, why := migration.Detect(ctx, a.cfg.CRIUPath, a.cfg.MigrateAddr)
 	if why != "" {
 		a.log.Warn("this node cannot take part in live migrations", "reason", why)
 	} else {
+		// CRIU without its kernel facts cache works, only ~12 ms slower a
+		// call (three calls while a post-copy migration is frozen).
+		if mounted, err := criu.EnsureKernelFactsCache(criu.KernelFactsDir); err != nil {
+			a.log.Warn("CRIU will probe the kernel at every call", "err", err)
+		} else if mounted {
+			a.log.Info("mounted a tmpfs for CRIU's kernel facts cache (/run is not a tmpfs here)", "dir", criu.KernelFactsDir)
+		}
 		a.log.Info("CRIU found", "version", feats.CRIUVersion, "mem_dirty_track", feats.MemDirtyTrack, "lazy_pages", feats.LazyPages, "uffd", feats.UFFD, "lazy_pages_why_not", feats.LazyPagesWhyNot)
 	}
 	a.features = feats

@@ -209,8 +209,9 @@ criu_wanted_stamp() { # the patches and settings the binary should be built with
 
 ensure_criu_rundir() { # a tmpfs for CRIU's kernel facts cache (the agent does the same at start)
 	mkdir -p -m 0700 "$CRIU_RUNDIR"
+	chmod 0700 "$CRIU_RUNDIR"
 	[[ $(stat -f -c %T "$CRIU_RUNDIR") == tmpfs ]] && return
-	mount -t tmpfs -o size=1m,mode=0700 baton-criu "$CRIU_RUNDIR" || die "cannot mount a tmpfs on $CRIU_RUNDIR for CRIU's kernel facts cache"
+	mount -t tmpfs -o size=1m,mode=0700,nosuid,nodev,noexec baton-criu "$CRIU_RUNDIR" || die "cannot mount a tmpfs on $CRIU_RUNDIR for CRIU's kernel facts cache"
 	log "mounted a tmpfs on $CRIU_RUNDIR (CRIU's kernel facts cache; /run is not a tmpfs here)"
 }
 

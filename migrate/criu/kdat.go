@@ -26,6 +26,9 @@ func EnsureKernelFactsCache(dir string) (mounted bool, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return false, fmt.Errorf("%w: %v", ErrKernelFactsCache, err)
 	}
+	if err := os.Chmod(dir, 0o700); err != nil { // an existing dir too: the cache is root's
+		return false, fmt.Errorf("%w: %v", ErrKernelFactsCache, err)
+	}
 	// Agents starting together on one machine must not stack mounts: the
 	// check and the mount happen under a lock on the directory itself.
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)

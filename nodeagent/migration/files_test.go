@@ -167,14 +167,18 @@ func TestWriteDirChunkDoesNotFollowSymlinks(t *testing.T) {
 func FuzzWriteChunk(f *testing.F) {
 	for _, p := range []string{"core.img", "a/b/c", "escape/x", "link.img", "../x", "/etc/x", "a/../../x", ".", "a//b", "escape"} {
 		f.Add(p, int64(0), []byte("data"), uint32(0), true, false)
-		f.Add(p, int64(0), []byte(nil), uint32(0o1777), true, true)
+		f.Add(p, int64(0), []byte(nil), uint32(0o7777), true, true)
 	}
 	f.Fuzz(func(t *testing.T, path string, off int64, data []byte, mode uint32, last, dir bool) {
+		kind := "image"
+		if dir {
+			kind = "workdir" // wire takes directory chunks for the workdir only
+		}
 		if off > 1<<20 || len(data) > 4096 {
 			return
 		}
 		cmd := wire.Command{V: wire.Version, Op: wire.OpMigrateReceive, Chunk: &wire.FileChunk{
-			Migration: "m", Kind: "image", Path: path, Offset: off, Data: data, Mode: mode, Last: last, Dir: dir,
+			Migration: "m", Kind: kind, Path: path, Offset: off, Data: data, Mode: mode, Last: last, Dir: dir,
 		}}
 		dec, err := wire.DecodeCommand(wire.Encode(cmd))
 		if err != nil {

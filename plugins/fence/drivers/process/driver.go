@@ -28,8 +28,9 @@ const (
 )
 
 // maxDelay bounds the delay parameter (seconds). The delay counts against
-// the fence caller's timeout: baton server gives a fence attempt 60 s.
-const maxDelay = 600
+// the fence caller's timeout: baton server gives a fence attempt 60 s, so a
+// longer delay could never end in a fence; 50 leaves time for the kills.
+const maxDelay = 50
 
 const placeholder = "{node}"
 
@@ -193,8 +194,10 @@ func (d *Driver) Off(ctx context.Context, target string) error {
 	if err != nil {
 		return err
 	}
-	if err := pause(ctx, cfg.delay); err != nil {
-		return fmt.Errorf("process: node %q: %w during the %v delay before fencing; nothing was killed", target, err, cfg.delay)
+	if cfg.delay > 0 {
+		if err := pause(ctx, cfg.delay); err != nil {
+			return fmt.Errorf("process: node %q: %w during the %v delay before fencing; nothing was killed", target, err, cfg.delay)
+		}
 	}
 	deadline := time.Now().Add(cfg.killTimeout)
 	wait := 5 * time.Millisecond
