@@ -307,11 +307,7 @@ func (c *Client) Restore(ctx context.Context, o RestoreOpts) (RestoreResult, err
 	err = cr.Restore(opts, nfy)
 	res := RestoreResult{PID: int(nfy.pid), Duration: time.Since(start)}
 	if err != nil {
-		err = c.fail("restore", "from "+o.ImagesDir, o.ImagesDir, RestoreLog, err)
-		if _, uerr := UnmountYards(o.ImagesDir); uerr != nil {
-			err = fmt.Errorf("%w; and cleaning its cgroup yard failed: %v", err, uerr)
-		}
-		return res, err
+		return res, c.fail("restore", "from "+o.ImagesDir, o.ImagesDir, RestoreLog, err)
 	}
 	if res.PID <= 0 {
 		return res, fmt.Errorf("%w: restore from %s: CRIU did not say which pid it restored", ErrCRIU, o.ImagesDir)

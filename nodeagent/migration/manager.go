@@ -1163,8 +1163,9 @@ func (m *Manager) abort(ctx context.Context, mc *wire.MigrationCmd) (*wire.Migra
 		}
 		g.closeRestoreProcess()
 		stopOrphanPageServer(m.imagesDir(mc.ID))
-		// A restore killed in flight (an agent restart) leaves CRIU's
-		// cgroup yard mounted in the images dir.
+		// A restore killed in flight (an agent restart) by an agent of
+		// an earlier version, which let CRIU manage cgroups, left CRIU's
+		// cgroup yard mounted in the images dir (no restore mounts one now).
 		if _, err := criu.UnmountYards(m.imagesDir(mc.ID)); err != nil {
 			m.log.Warn("unmounting a CRIU cgroup yard", "migration", mc.ID, "err", err)
 		}
