@@ -373,7 +373,40 @@ func TestMigrateThereAndBack(t *testing.T) {
 	n := last(counts(t, wd))
 	testutil.WaitFor(t, waitTimeout, "the counter to go on after the way back", func() bool { return last(counts(t, wd)) >= n+2 })
 	checkConsecutive(t, wd)
+	checkNoCRIULeft(t)
 	c.stopWorkload(a.name, spec.ID)
+}
+
+// checkNoCRIULeft checks that no criu process the agents started (they run
+// in this test process: page servers, a restore's criu started ahead) is
+// still there, alive or unreaped, once the migrations have ended.
+func checkNoCRIULeft(t *testing.T) {
+	t.Helper()
+	var live []string
+	testutil.WaitFor(t, waitTimeout, "the agents' criu processes to end", func() bool {
+		live = live[:0]
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+			if err != nil {
+				continue
+			}
+			s := string(st)
+			i := strings.LastIndexByte(s, ')')
+			if i < 0 || !strings.Contains(s[:i], "(criu") {
+				continue
+			}
+			f := strings.Fields(s[i+1:]) // state, ppid, ...
+			// A zombie counts: nobody waited for it, its owner forgot it.
+			if len(f) > 1 && f[1] == fmt.Sprint(os.Getpid()) {
+				live = append(live, e.Name())
+			}
+		}
+		return len(live) == 0
+	})
+	if len(live) > 0 {
+		t.Errorf("criu processes left: %v", live)
+	}
 }
 
 // setup starts two agents and a counter on the first, prepares a migration
@@ -407,6 +440,7 @@ func (c *cluster) abortBoth(a, b *agent, spec wire.WorkloadSpec, wd string, mc w
 		c.op(b.name, wire.OpMigrateAbort, wire.MigrationCmd{ID: mc.ID, Workload: spec, Source: a.name, Target: b.name, Role: wire.RoleTarget, KillTarget: true})
 		c.op(a.name, wire.OpMigrateAbort, wire.MigrationCmd{ID: mc.ID, Workload: spec, Source: a.name, Target: b.name, Role: wire.RoleSource, ResumeSource: true})
 	}
+	checkNoCRIULeft(t)
 	n := len(counts(t, wd))
 	testutil.WaitFor(t, waitTimeout, "the resumed source to count on", func() bool { return len(counts(t, wd)) >= n+3 })
 	if atDump == 0 {
