@@ -64,6 +64,14 @@ func (c *ManualClock) NewTicker(d time.Duration) Ticker {
 	return t
 }
 
+// Tickers is the number of tickers made and not stopped: a test can see that
+// code it runs is now waiting on the clock.
+func (c *ManualClock) Tickers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.tickers)
+}
+
 // Advance moves the clock forward by d and fires the tickers that fell due
 // (each at most once, as a slow receiver of a time.Ticker would see).
 func (c *ManualClock) Advance(d time.Duration) {

@@ -147,6 +147,16 @@ func TestGroupStartWaitsForTheBeaconThatLiftsItsLeadersOrder(t *testing.T) {
 		clock := NewManualClock(t0)
 		f := fencedFence(clock)
 		done := start(f, clock)
+		// The start must be waiting (its ticker made) before the beacon
+		// comes, or this would not test the wait.
+		for deadline := time.Now().Add(10 * time.Second); clock.Tickers() == 0; time.Sleep(time.Millisecond) {
+			if returned(done) {
+				t.Fatal("the start returned without waiting for a quorate beacon")
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the start never waits on its clock")
+			}
+		}
 		f.beacon(quorate, clock.Now())
 		select {
 		case <-done:
