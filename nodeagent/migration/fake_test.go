@@ -29,6 +29,7 @@ type fakeCRIU struct {
 	started     chan string   // receives "dump"/"restore" when one starts
 	pid         int
 	stoppedPSes int
+	openProcs   int             // restore processes started ahead, not ended
 	ctx         context.Context // of the last Dump or Restore
 	// post-copy
 	lazySrc   *fakeLazySource // the last LazyDump's
@@ -88,7 +89,11 @@ func (f *fakeCRIU) Dump(ctx context.Context, o criu.DumpOpts) (criu.DumpResult, 
 	return criu.DumpResult{PagesWritten: 10}, f.dumpErr
 }
 
-func (f *fakeCRIU) Restore(ctx context.Context, o criu.RestoreOpts) (criu.RestoreResult, error) {
+func (f *fakeCRIU) Restore(ctx context.Context, o criu.RestoreOpts, p RestoreProcess) (criu.RestoreResult, error) {
+	if p != nil {
+		defer p.Close() // as the real one: a restore ends its process
+		f.note("restore with the process started ahead")
+	}
 	f.note("restore")
 	f.wait(ctx, "restore")
 	if f.restoreErr != nil {
@@ -97,9 +102,36 @@ func (f *fakeCRIU) Restore(ctx context.Context, o criu.RestoreOpts) (criu.Restor
 	return criu.RestoreResult{PID: f.pid}, nil
 }
 
-// StartRestore: the fake has no criu process to start ahead.
-func (f *fakeCRIU) StartRestore(ctx context.Context, o criu.RestoreOpts) (*criu.RestoreProcess, error) {
-	return nil, nil
+// StartRestore starts a twin of the restore's criu process; the fake counts
+// the ones not ended.
+func (f *fakeCRIU) StartRestore(ctx context.Context, o criu.RestoreOpts) (RestoreProcess, error) {
+	f.note("start-restore")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.openProcs++
+	return &fakeRestoreProcess{f: f}, nil
+}
+
+// fakeRestoreProcess is the in-memory twin of criu.RestoreProcess.
+type fakeRestoreProcess struct {
+	f     *fakeCRIU
+	ended bool // guarded by f.mu
+}
+
+func (p *fakeRestoreProcess) Close() {
+	p.f.mu.Lock()
+	defer p.f.mu.Unlock()
+	if !p.ended {
+		p.ended = true
+		p.f.openProcs--
+	}
+}
+
+// open is the number of restore processes started and not ended.
+func (f *fakeCRIU) open() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.openProcs
 }
 
 // LazyDump: a lazy source that serves until killed or ended.
@@ -509,5 +541,56 @@ func TestRefusals(t *testing.T) {
 	n.r.state["w"] = wire.StateRunning
 	if _, err := n.do(wire.OpMigratePrepare, mc); !errors.Is(err, runner.ErrAlreadyKnown) {
 		t.Fatalf("prepare of a workload the target has: %v", err)
+	}
+}
+
+// TestRestoreProcessStartedAheadIsAlwaysEnded: the target starts the
+// restore's criu process at prepare (once, however often prepare is
+// retried) and it is ended whatever comes next: the restore that takes it,
+// a failed restore, an abort, the agent's shutdown.
+func TestRestoreProcessStartedAheadIsAlwaysEnded(t *testing.T) {
+	prepared := func(t *testing.T) (*fakeNode, wire.MigrationCmd) {
+		t.Helper()
+		dst := newFakeNode(t, "dst")
+		mc := fakeCmd()
+		dst.must(t, wire.OpMigratePrepare, mc)
+		dst.must(t, wire.OpMigratePrepare, mc) // a retry starts no second one
+		if n, open := dst.c.count("start-restore"), dst.c.open(); n != 1 || open != 1 {
+			t.Fatalf("after prepare: %d started, %d open; want 1 and 1", n, open)
+		}
+		return dst, mc
+	}
+	for _, tc := range []struct {
+		name string
+		then func(t *testing.T, dst *fakeNode, mc wire.MigrationCmd)
+	}{
+		{"restored", func(t *testing.T, dst *fakeNode, mc wire.MigrationCmd) {
+			dst.must(t, wire.OpMigrateRestore, mc)
+			if dst.c.count("restore with the process started ahead") != 1 {
+				t.Errorf("the restore did not use the process started at prepare: %v", dst.c.calls)
+			}
+		}},
+		{"restore failed", func(t *testing.T, dst *fakeNode, mc wire.MigrationCmd) {
+			dst.c.restoreErr = fmt.Errorf("%w: corrupt", criu.ErrCRIU)
+			if _, err := dst.do(wire.OpMigrateRestore, mc); err == nil {
+				t.Fatal("restore succeeded")
+			}
+		}},
+		{"aborted before the restore", func(t *testing.T, dst *fakeNode, mc wire.MigrationCmd) {
+			abort := mc
+			abort.Role, abort.KillTarget = wire.RoleTarget, true
+			dst.must(t, wire.OpMigrateAbort, abort)
+		}},
+		{"agent shut down", func(t *testing.T, dst *fakeNode, mc wire.MigrationCmd) {
+			dst.m.Close()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst, mc := prepared(t)
+			tc.then(t, dst, mc)
+			if open := dst.c.open(); open != 0 {
+				t.Errorf("%d restore process(es) left running", open)
+			}
+		})
 	}
 }

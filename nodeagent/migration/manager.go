@@ -92,7 +92,7 @@ type mig struct {
 	// target: the restore's criu process, started at prepare so that its
 	// start and cgroup attach are not frozen time (in memory only: after
 	// an agent restart the restore starts its own). Guarded by op.
-	restoreProc *criu.RestoreProcess
+	restoreProc RestoreProcess
 	cancel      context.CancelFunc
 	// Post-copy, in memory only (an agent restart loses them; see New):
 	lazySrc LazySource // source: the dump serving the frozen source's pages
@@ -104,14 +104,20 @@ type mig struct {
 type Checkpointer interface {
 	PageServer(ctx context.Context, imagesDir, addr string) (stop func() error, port int, err error)
 	Dump(ctx context.Context, o criu.DumpOpts) (criu.DumpResult, error)
-	Restore(ctx context.Context, o criu.RestoreOpts) (criu.RestoreResult, error)
+	// Restore restores with p, the criu process StartRestore started
+	// ahead (nil: Restore starts its own), and ends p whatever happens.
+	Restore(ctx context.Context, o criu.RestoreOpts, p RestoreProcess) (criu.RestoreResult, error)
 	// StartRestore starts the criu process of a later Restore ahead of
-	// time (nil, nil: none, Restore starts its own).
-	StartRestore(ctx context.Context, o criu.RestoreOpts) (*criu.RestoreProcess, error)
+	// time, in o.Cgroups and with o.Log.
+	StartRestore(ctx context.Context, o criu.RestoreOpts) (RestoreProcess, error)
 	// Post-copy (see criu.Client.LazyDump and LazyPages).
 	LazyDump(ctx context.Context, o criu.DumpOpts) (LazySource, error)
 	LazyPages(ctx context.Context, imagesDir, pageServer string) (LazyTarget, error)
 }
+
+// RestoreProcess is a restore's criu process started ahead
+// (*criu.RestoreProcess). Close ends it if no restore took it.
+type RestoreProcess interface{ Close() }
 
 // LazySource is a post-copy dump serving the frozen source's pages
 // (*criu.LazyDumpRun).
@@ -139,6 +145,26 @@ func Real(c *criu.Client) Checkpointer {
 }
 
 type realCRIU struct{ *criu.Client }
+
+func (r realCRIU) StartRestore(ctx context.Context, o criu.RestoreOpts) (RestoreProcess, error) {
+	p, err := r.Client.StartRestore(ctx, o)
+	if err != nil {
+		return nil, err // not a typed nil inside the interface
+	}
+	return p, nil
+}
+
+func (r realCRIU) Restore(ctx context.Context, o criu.RestoreOpts, p RestoreProcess) (criu.RestoreResult, error) {
+	if p != nil {
+		rp, ok := p.(*criu.RestoreProcess)
+		if !ok {
+			p.Close()
+			return criu.RestoreResult{}, fmt.Errorf("restore: a %T is no criu process", p)
+		}
+		o.Process = rp
+	}
+	return r.Client.Restore(ctx, o)
+}
 
 func (r realCRIU) LazyDump(ctx context.Context, o criu.DumpOpts) (LazySource, error) {
 	run, err := r.Client.LazyDump(ctx, o)
@@ -920,8 +946,8 @@ func (m *Manager) restore(ctx context.Context, mc *wire.MigrationCmd) (*wire.Mig
 	}
 	res, err := m.cfg.CRIU.Restore(rctx, criu.RestoreOpts{
 		ImagesDir: m.imagesDir(mc.ID), Cgroups: criu.CgroupRoots(path), Log: logf, LogKey: mc.SourceLog,
-		Detach: true, ThawFreezer: criu.NewFreezer(path).Dir, LazyPages: g.rec.postCopy(), Process: g.restoreProc,
-	})
+		Detach: true, ThawFreezer: criu.NewFreezer(path).Dir, LazyPages: g.rec.postCopy(),
+	}, g.restoreProc)
 	g.restoreProc = nil // Restore took it (and ended it)
 	if stalled() {
 		err = fmt.Errorf("lazy restore: the lazy-pages daemon made no progress for %s (the source's page server cut off or hung); restore killed: %v", m.cfg.PageStall, err)
