@@ -77,6 +77,9 @@ func (c *cluster) startCounterOnTwo(name, dir string) (workload, string) {
 func (c *cluster) waitCount(dir string, atLeast int) {
 	c.t.Helper()
 	c.eventually(20*time.Second, fmt.Sprintf("the counter reaches %d", atLeast), func() error {
+		if _, err := os.Stat(filepath.Join(dir, "count")); err != nil {
+			return err // a counter just started may not have written yet
+		}
 		if n := len(readCounts(c.t, dir)); n < atLeast {
 			return fmt.Errorf("at %d", n)
 		}
