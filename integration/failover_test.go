@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -150,6 +151,9 @@ type logLine struct {
 func readWitnessLog(t testing.TB, dir string) []logLine {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "witness.log"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // a group just started may not have written yet
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
