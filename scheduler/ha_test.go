@@ -419,11 +419,11 @@ func TestNewLeaderRestoresGroupsAndVotes(t *testing.T) {
 	}
 }
 
-// TestNewLeaderAsksAgainForAStartInFlight: the leader is deposed while a
-// group resource's start is on its way; its answer goes to the old leader,
-// which ignores it. The new leader must ask again (starts are idempotent)
-// and the group must come up, once.
-func TestNewLeaderAsksAgainForAStartInFlight(t *testing.T) {
+// newLeaderWithAStartInFlight deposes the leader while the start of group
+// db's first resource on n1 is held on its way, and makes a new server on
+// the same state. Closing hold lets the held start answer (to the old one).
+func newLeaderWithAStartInFlight(t *testing.T) (*haHarness, chan struct{}) {
+	t.Helper()
 	h := newHAHarness(t, HAConfig{}, "n1", "n2", "n3")
 	hold := make(chan struct{})
 	h.agents.mu.Lock()
@@ -437,6 +437,15 @@ func TestNewLeaderAsksAgainForAStartInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.srv = h.newServer(HAConfig{Fencer: h.fencer, Prober: h.prober, State: h.state, Groups: groups.Config{DefaultFenceLevels: []string{"power"}}})
+	return h, hold
+}
+
+// TestNewLeaderAsksAgainForAStartInFlight: the leader is deposed while a
+// group resource's start is on its way; its answer goes to the old leader,
+// which ignores it. The new leader must ask again (starts are idempotent)
+// and the group must come up, once.
+func TestNewLeaderAsksAgainForAStartInFlight(t *testing.T) {
+	h, hold := newLeaderWithAStartInFlight(t)
 	close(hold) // both starts answer now: the old leader's is ignored
 	h.step(time.Second)
 	g := h.waitGroup("db", "running", "n1", 3*time.Second)
@@ -459,19 +468,7 @@ func TestNewLeaderAsksAgainForAStartInFlight(t *testing.T) {
 // inherited starts parked (its nodes not running yet to it) is deposed; as
 // a follower it goes on handling beats without an engine.
 func TestDeposedWhileAskingAgainDoesNotCrash(t *testing.T) {
-	h := newHAHarness(t, HAConfig{}, "n1", "n2", "n3")
-	hold := make(chan struct{})
-	h.agents.mu.Lock()
-	h.agents.HoldStart = map[string]chan struct{}{"grp_db_ip": hold}
-	h.agents.mu.Unlock()
-	if _, err := h.srv.CreateGroup(context.Background(), dbGroup("n1", "n2")); err != nil {
-		t.Fatal(err)
-	}
-	h.waitGroup("db", "starting", "n1", 2*time.Second)
-	if err := h.srv.SetLeadership(context.Background(), false, 0, "other"); err != nil {
-		t.Fatal(err)
-	}
-	h.srv = h.newServer(HAConfig{Fencer: h.fencer, Prober: h.prober, State: h.state, Groups: groups.Config{DefaultFenceLevels: []string{"power"}}})
+	h, hold := newLeaderWithAStartInFlight(t)
 	// Deposed before its nodes ran to it: the inherited start is parked.
 	if err := h.srv.SetLeadership(context.Background(), false, 0, "third"); err != nil {
 		t.Fatal(err)
