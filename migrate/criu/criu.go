@@ -176,7 +176,7 @@ func (c *Client) Dump(ctx context.Context, o DumpOpts) (DumpResult, error) {
 		TcpEstablished: proto.Bool(o.TCPEstablished),
 		TrackMem:       proto.Bool(o.TrackMem),
 		// No cgroup layout in the images: Restore runs the restored tree in
-		// the target's own cgroups (see ignoreCgroups).
+		// the target's own cgroups (see joinCgroups).
 		ManageCgroups:     proto.Bool(false),
 		ManageCgroupsMode: rpc.CriuCgMode_IGNORE.Enum(),
 	}
@@ -239,10 +239,6 @@ type RestoreOpts struct {
 	// ahead by StartRestore (its Cgroups and Log are used; the ones here
 	// are not). Without it Restore starts one.
 	Process *RestoreProcess
-	// ThawFreezer: a freezer cgroup dir to thaw once the restore is done,
-	// should it be frozen (a target's freezer left frozen by an earlier
-	// attempt).
-	ThawFreezer string
 	// LazyPages: post-copy restore; the images carry no memory and a
 	// LazyPagesDaemon started on ImagesDir fills it in.
 	LazyPages bool
@@ -311,11 +307,6 @@ func (c *Client) Restore(ctx context.Context, o RestoreOpts) (RestoreResult, err
 	}
 	if res.PID <= 0 {
 		return res, fmt.Errorf("%w: restore from %s: CRIU did not say which pid it restored", ErrCRIU, o.ImagesDir)
-	}
-	if o.ThawFreezer != "" {
-		if err := (&Freezer{Dir: o.ThawFreezer}).Thaw(ctx); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return res, fmt.Errorf("criu restore from %s: pid %d restored but: %w", o.ImagesDir, res.PID, err)
-		}
 	}
 	if st, err := stats.CriuGetRestoreStats(dir); err == nil {
 		res.RestoreTime = time.Duration(st.GetRestoreTime()) * time.Microsecond
@@ -391,16 +382,17 @@ func (p *RestoreProcess) Close() {
 	}
 }
 
-// ignoreCgroups: Baton's dumps and restores leave cgroups to Baton. CRIU
-// managing them (dumping the source's layout, then recreating and remapping
-// it on the target) mounts every v1 hierarchy into a yard on both sides,
-// about 20 ms of frozen time each at the time of writing. Instead the
-// target prepares the workload's cgroups with their limits (the runner's
-// PrepareCgroups) and the criu swrk process joins them before the restore,
-// so that the restored tree, forked from it, starts in them.
-//
 // joinCgroups moves cr's swrk process into cgroups (controller → path below
-// the hierarchy's root, see CgroupRoots), creating any that are missing.
+// the hierarchy's root, see CgroupRoots), creating any that are missing and
+// thawing the freezer.
+//
+// Baton's dumps and restores leave cgroups to Baton: CRIU managing them
+// (dumping the source's layout, then recreating and remapping it on the
+// target) mounts every v1 hierarchy into a yard on both sides, about 20 ms
+// of frozen time each. Instead the target prepares the workload's cgroups
+// with their limits (the runner's PrepareCgroups) and the criu swrk process
+// joins them before the restore, so that the restored tree, forked from it,
+// starts in them, thawed.
 func joinCgroups(ctx context.Context, cr *gocriu.Criu, cgroups map[string]string) error {
 	if len(cgroups) == 0 {
 		return nil

@@ -363,7 +363,7 @@ func (m *migration) transferAndRestore(ctx context.Context) error {
 	path := filepath.Join("baton", m.to.name, m.id)
 	m.restore, err = m.c.Restore(ctx, RestoreOpts{
 		ImagesDir: m.dstImages, Cgroups: CgroupRoots(path), Log: logf, LogKey: m.logKey,
-		Detach: true, ThawFreezer: NewFreezer(path).Dir, Process: m.restoreProc,
+		Detach: true, Process: m.restoreProc,
 	})
 	m.restoreProc = nil
 	m.frozen = time.Since(m.frozenAt)

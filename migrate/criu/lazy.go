@@ -148,7 +148,7 @@ func (c *Client) LazyDump(ctx context.Context, o DumpOpts) (*LazyDumpRun, error)
 		LogLevel:    proto.Int32(int32(c.logLevel)),
 		LogFile:     proto.String(DumpLog),
 		ShellJob:    proto.Bool(o.ShellJob),
-		// No cgroup layout in the images (see ignoreCgroups).
+		// No cgroup layout in the images (see joinCgroups).
 		ManageCgroups:     proto.Bool(false),
 		ManageCgroupsMode: rpc.CriuCgMode_IGNORE.Enum(),
 		LazyPages:         proto.Bool(true),

@@ -81,7 +81,7 @@ func startLazyHop(t testing.TB, ctx context.Context, m *migration) *lazyHop {
 	path := filepath.Join("baton", m.to.name, m.id)
 	m.restore, err = m.c.Restore(ctx, RestoreOpts{
 		ImagesDir: m.dstImages, Cgroups: CgroupRoots(path), Log: logf, LogKey: m.logKey,
-		Detach: true, ThawFreezer: NewFreezer(path).Dir, LazyPages: true, Process: m.restoreProc,
+		Detach: true, LazyPages: true, Process: m.restoreProc,
 	})
 	m.restoreProc = nil
 	if err != nil {

@@ -946,7 +946,7 @@ func (m *Manager) restore(ctx context.Context, mc *wire.MigrationCmd) (*wire.Mig
 	}
 	res, err := m.cfg.CRIU.Restore(rctx, criu.RestoreOpts{
 		ImagesDir: m.imagesDir(mc.ID), Cgroups: criu.CgroupRoots(path), Log: logf, LogKey: mc.SourceLog,
-		Detach: true, ThawFreezer: criu.NewFreezer(path).Dir, LazyPages: g.rec.postCopy(),
+		Detach: true, LazyPages: g.rec.postCopy(),
 	}, g.restoreProc)
 	g.restoreProc = nil // Restore took it (and ended it)
 	if stalled() {
