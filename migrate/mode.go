@@ -80,7 +80,7 @@ func preCopyOK(src Features) (bool, string) {
 		return false, "pre-copy needs mem_dirty_track (soft-dirty) on the source, which it lacks"
 	}
 	if !src.PreDumpRounds {
-		return false, "the source tracks dirty pages, but Baton's agents do not carry out pre-copy's pre-dump rounds yet"
+		return false, "Baton's agents do not carry out pre-copy's pre-dump rounds yet (the source does track dirty pages)"
 	}
 	return true, ""
 }
